@@ -1,0 +1,124 @@
+"""Atomic file writing and video export (mp4 / gif / png grid)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import CinetuneError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory that replaces `path` once the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_video(path: str | Path, video: np.ndarray, fps: int = 8) -> Path:
+    """Write (F,H,W,3) uint8 to .mp4 / .gif / .png (a horizontal strip of frames), atomically."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    video = np.asarray(video)
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise CinetuneError(f"video must be (F,H,W,3) uint8, got {video.shape} {video.dtype}")
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".mp4":
+            # yuv444p keeps colours exact enough for condition videos (no chroma subsampling of thin edges).
+            iio.imwrite(tmp, video, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
+                        in_pixel_format="rgb24", out_pixel_format="yuv444p")
+        elif suffix == ".gif":
+            iio.imwrite(tmp, video, extension=".gif", duration=1000 / fps, loop=0)
+        elif suffix == ".png":
+            iio.imwrite(tmp, np.concatenate(list(video), axis=1), extension=".png")
+        else:
+            raise CinetuneError(f"unsupported video format {suffix!r} (use .mp4, .gif or .png)")
+    return path
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float]:
+    """Read a video file -> ((F,H,W,3) uint8, fps). Missing or corrupt files are a CinetuneError."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.is_file():
+        raise CinetuneError(f"video not found: {path}")
+    try:
+        plugin = "pyav" if path.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm", ".avi") else None
+        frames = iio.imread(path, plugin=plugin)
+        try:
+            meta = iio.immeta(path, plugin=plugin)
+        except Exception:  # metadata is optional: fall back to the toy world's 8 fps
+            meta = {}
+    except Exception as e:
+        raise CinetuneError(f"cannot read video {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[0] == 0:
+        raise CinetuneError(f"video {path} has no frames")
+    if frames.shape[-1] == 4:
+        frames = frames[..., :3]
+    fps = float(meta.get("fps") or 8.0)
+    return frames.astype(np.uint8), fps
+
+
+def video_grid(videos: list[np.ndarray], cols: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile same-length (F,H,W,3) videos into one (F,H',W',3) video."""
+    n = len(videos)
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    F, H, W, _ = videos[0].shape
+    grid = np.full((F, rows * (H + pad) + pad, cols * (W + pad) + pad, 3), 255, np.uint8)
+    for i, v in enumerate(videos):
+        r, c = divmod(i, cols)
+        grid[:, pad + r * (H + pad): pad + r * (H + pad) + H, pad + c * (W + pad): pad + c * (W + pad) + W] = v[:F]
+    return grid

@@ -1,0 +1,10 @@
+"""Toy world: a procedural video domain with exact annotations for every condition (DESIGN.md, "Two worlds")."""
+
+from .captions import caption
+from .dataset import ToyWorldDataset, clip_seed, render_clip, video_to_tensor
+from .render import Clip, render
+from .roster import CLASSES, IDENTITIES, KEYPOINTS, LIMBS
+from .scene import RenderConfig, SceneSpec, sample_scene
+
+__all__ = ["CLASSES", "Clip", "IDENTITIES", "KEYPOINTS", "LIMBS", "RenderConfig", "SceneSpec", "ToyWorldDataset",
+           "caption", "clip_seed", "render", "render_clip", "sample_scene", "video_to_tensor"]
