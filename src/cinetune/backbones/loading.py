@@ -1,0 +1,173 @@
+"""Build a backbone from a preset name or a local diffusers-format directory. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..errors import CinetuneError
+from .codec import LatentCodec
+from .presets import ASSETS, BackbonePreset, get_preset, models_dir
+from .text import TextEncoder, checkpoint_encoder, minilm_encoder
+from .view import VideoDiTView
+
+LAYOUT = ("expected a diffusers-format directory: model_index.json, transformer/, vae/, scheduler/, and either "
+          "text_encoder/ + tokenizer/ or cinetune.json naming a built-in text encoder")
+
+
+@dataclass
+class Backbone:
+    preset: BackbonePreset
+    transformer: torch.nn.Module
+    codec: LatentCodec
+    text_encoder: TextEncoder
+    scheduler: object
+    source: str  # where it was loaded from
+
+    @property
+    def view(self) -> VideoDiTView:
+        return VideoDiTView(self.transformer, self.preset.family)
+
+    @property
+    def vae(self):
+        return self.codec.vae
+
+    def to(self, device, dtype: torch.dtype | None = None) -> "Backbone":
+        self.transformer.to(device, dtype=dtype)
+        self.codec.to(device)
+        self.text_encoder.to(device)
+        return self
+
+
+def _transformer_cls(family: str):
+    from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
+
+    return WanTransformer3DModel if family == "wan" else CogVideoXTransformer3DModel
+
+
+def _vae_from_dir(path: Path):
+    from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan
+
+    cls_name = json.loads((path / "config.json").read_text()).get("_class_name", "AutoencoderKLWan")
+    cls = AutoencoderKLCogVideoX if "CogVideoX" in cls_name else AutoencoderKLWan
+    return cls.from_pretrained(path, use_safetensors=True)
+
+
+def toy_scheduler(shift: float):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+
+
+def load_vae(preset: BackbonePreset, random_init: bool = False):
+    from diffusers import AutoencoderKLWan
+
+    path = ASSETS / "toy-vae"
+    if (path / "config.json").is_file():
+        return AutoencoderKLWan.from_pretrained(path, use_safetensors=True)
+    if random_init:
+        return AutoencoderKLWan(**preset.vae)
+    raise CinetuneError(f"shipped toy VAE missing at {path}; train it with `cinetune train base --preset toy-vae`")
+
+
+def _load_toy(preset: BackbonePreset, random_init: bool) -> Backbone:
+    cls = _transformer_cls(preset.family)
+    wdir = ASSETS / preset.asset / "transformer" if preset.asset else None
+    if wdir is not None and (wdir / "config.json").is_file():
+        transformer = cls.from_pretrained(wdir, use_safetensors=True, torch_dtype=torch.float32)
+    elif random_init:
+        transformer = cls(**preset.transformer)
+    else:
+        raise CinetuneError(f"no shipped weights for {preset.name} at {wdir}; train them with "
+                            f"`cinetune train base --preset {preset.name}`")
+    vae = load_vae(preset, random_init=random_init)
+    return Backbone(preset, transformer, LatentCodec(vae), minilm_encoder(preset.max_text_len),
+                    toy_scheduler(preset.flow_shift), source=preset.name)
+
+
+def _check_dir(root: Path) -> dict:
+    if not root.is_dir():
+        raise CinetuneError(f"model directory not found: {root}; {LAYOUT}")
+    missing = [d for d in ("transformer", "vae", "scheduler") if not (root / d / "config.json").is_file()
+               and not (root / d / "scheduler_config.json").is_file()]
+    extra = json.loads((root / "cinetune.json").read_text()) if (root / "cinetune.json").is_file() else {}
+    if "text_encoder" not in extra and not ((root / "text_encoder").is_dir() and (root / "tokenizer").is_dir()):
+        missing.append("text_encoder/ + tokenizer/")
+    if missing:
+        raise CinetuneError(f"model directory {root} is incomplete (missing {', '.join(missing)}); {LAYOUT}")
+    return extra
+
+
+def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Backbone:
+    """Load a diffusers-format pipeline directory (WanPipeline / CogVideoXPipeline layout, or one written by
+    `save_backbone`)."""
+    from diffusers import SchedulerMixin  # noqa: F401  (import check)
+    import diffusers
+
+    root = Path(root).expanduser()
+    extra = _check_dir(root)
+    tcfg = json.loads((root / "transformer" / "config.json").read_text())
+    family = "cogvideox" if "CogVideoX" in tcfg.get("_class_name", "") else "wan"
+    if preset is None:
+        preset = BackbonePreset(name=root.name, family=family, description=f"local directory {root}",
+                                max_text_len=512 if family == "wan" else 226)
+    if "preset" in extra:
+        preset = replace(preset, **{k: v for k, v in extra["preset"].items() if k in ("frames", "height", "width",
+                                                                                        "fps", "flow_shift", "max_text_len")})
+    try:
+        transformer = _transformer_cls(family).from_pretrained(root / "transformer", use_safetensors=True)
+        vae = _vae_from_dir(root / "vae")
+        scfg = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+        scheduler = getattr(diffusers, scfg["_class_name"]).from_pretrained(root / "scheduler")
+        if extra.get("text_encoder") == "minilm":
+            text = minilm_encoder(preset.max_text_len)
+        else:
+            text = checkpoint_encoder(root, preset.max_text_len, zero_padding=family == "wan")
+    except CinetuneError:
+        raise
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise CinetuneError(f"cannot load model directory {root}: {str(e).splitlines()[0]}") from None
+    return Backbone(preset, transformer, LatentCodec(vae), text, scheduler, source=str(root))
+
+
+def load_backbone(model: str, random_init: bool = False) -> Backbone:
+    """`model`: a preset name (toy presets load shipped weights; real presets look in the models directory) or a
+    path to a diffusers-format directory. `random_init` builds untrained toy models (for training from scratch)."""
+    p = Path(model).expanduser()
+    if model not in _preset_names() and (p.exists() or "/" in model or model.startswith(".")):
+        return load_directory(p)
+    preset = get_preset(model)
+    if preset.is_toy:
+        return _load_toy(preset, random_init)
+    root = models_dir() / preset.dirname
+    if not root.is_dir():
+        raise CinetuneError(f"{preset.name}: put the diffusers-format checkpoint at {root} (set CINETUNE_MODELS_DIR) "
+                            f"or pass --model PATH; {LAYOUT}")
+    return load_directory(root, preset)
+
+
+def _preset_names():
+    from .presets import PRESETS
+
+    return PRESETS
+
+
+def save_backbone(backbone: Backbone, out: str | Path) -> Path:
+    """Write a loadable diffusers-format directory (toy text encoder recorded in cinetune.json)."""
+    from ..io import atomic_dir, write_json
+
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        backbone.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
+        backbone.vae.save_pretrained(tmp / "vae", safe_serialization=True)
+        backbone.scheduler.save_pretrained(tmp / "scheduler")
+        cls = "WanPipeline" if backbone.preset.family == "wan" else "CogVideoXPipeline"
+        write_json(tmp / "model_index.json", {"_class_name": cls, "_diffusers_version": "0.42.1"})
+        p = backbone.preset
+        write_json(tmp / "cinetune.json", {"text_encoder": "minilm", "preset": {
+            "frames": p.frames, "height": p.height, "width": p.width, "fps": p.fps, "flow_shift": p.flow_shift,
+            "max_text_len": p.max_text_len}})
+    return out

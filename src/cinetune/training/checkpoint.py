@@ -1,0 +1,82 @@
+"""Atomic training checkpoints, safetensors only: weights, EMA, optimizer tensors, and JSON for the rest."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import CinetuneError
+from ..io import atomic_dir
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def _optimizer_to_flat(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = {}, {"param_groups": state["param_groups"], "scalars": {}}
+    for idx, entry in state["state"].items():
+        for k, v in entry.items():
+            if torch.is_tensor(v):
+                tensors[f"{idx}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                meta["scalars"][f"{idx}.{k}"] = v
+    return tensors, meta
+
+
+def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in list(tensors.items()) + list(meta["scalars"].items()):
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(root: Path, step: int, model_state: dict, optimizer: torch.optim.Optimizer, lr_scheduler,
+                    ema_state: list[torch.Tensor] | None, extra: dict, keep: int) -> Path:
+    """Write <root>/step-XXXXXXX atomically, then prune to the newest `keep`."""
+    path = root / f"step-{step:07d}"
+    with atomic_dir(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, tmp / "model.safetensors")
+        if ema_state is not None:
+            save_file({str(i): t.contiguous().cpu() for i, t in enumerate(ema_state)}, tmp / "ema.safetensors")
+        tensors, meta = _optimizer_to_flat(optimizer.state_dict())
+        save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "optimizer.json").write_text(json.dumps(meta))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "lr_scheduler": lr_scheduler.state_dict(), **extra},
+                                                   default=str))
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler,
+                    ema_state: list[torch.Tensor] | None) -> dict:
+    """Restore everything saved by save_checkpoint; returns state.json's content."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+        missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+        if unexpected:
+            raise CinetuneError(f"checkpoint {path} does not match the model (unexpected {unexpected[:3]})")
+        optimizer.load_state_dict(_optimizer_from_flat(load_file(path / "optimizer.safetensors"),
+                                                       json.loads((path / "optimizer.json").read_text())))
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if ema_state is not None:
+            saved = load_file(path / "ema.safetensors")
+            for i, t in enumerate(ema_state):
+                t.copy_(saved[str(i)])
+    except CinetuneError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+        raise CinetuneError(f"cannot resume from {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    return state

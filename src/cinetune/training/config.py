@@ -1,0 +1,99 @@
+"""Training run configs (nested dataclasses) and their named presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import merge
+from ..errors import CinetuneError
+
+
+@dataclass
+class DataConfig:
+    seed: int = 0  # toy-world dataset seed (validation uses seed + 1, never seen in training)
+    size: int = 1_000_000  # number of distinct clips drawn from
+    frames: int = 17
+    height: int = 64
+    width: int = 64
+    max_objects: int = 3
+    max_actors: int = 2
+    latent_cache: int = 0  # >0: pre-encode this many clips once (DiT tasks); the VAE is frozen so this is exact
+    cache_path: str = ""  # where the cache lives (shared between runs); default: <output_dir>/latents.safetensors
+    caption_dropout: float = 0.1  # for classifier-free guidance
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    schedule: str = "cosine"  # any diffusers.optimization scheduler name
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    task: str = "dit"  # "dit" (flow matching / v-prediction) or "vae"
+    backbone: str = "toy-small"
+    init: str = ""  # start from these weights ("" = the preset's random init)
+    output_dir: str = "runs/toy-small"
+    steps: int = 1000
+    batch_size: int = 8  # per process
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.0  # 0 disables EMA
+    seed: int = 0
+    timestep_shift: float = 2.0  # Wan's shifted timestep sampling, sigma' = s*sigma / (1 + (s-1)*sigma)
+    kl_weight: float = 1e-6  # VAE only
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    validate_every: int = 0  # 0: only at the end
+    num_validation: int = 4
+    validation_steps: int = 20  # sampler steps for validation videos
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def validate(self) -> "TrainConfig":
+        if self.task not in ("dit", "vae"):
+            raise CinetuneError(f"task must be 'dit' or 'vae', got {self.task!r}")
+        if self.steps <= 0 or self.batch_size <= 0 or self.grad_accum <= 0:
+            raise CinetuneError("steps, batch_size and grad_accum must be positive")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise CinetuneError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise CinetuneError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if (self.data.frames - 1) % 4:
+            raise CinetuneError(f"data.frames must be 4k+1 (the VAE's causal time compression), got {self.data.frames}")
+        return self
+
+
+PRESETS: dict[str, dict] = {
+    # Wan VAE, 4x/4x compression. Short 9-frame clips cover the first-frame path and the chunk-to-chunk cache.
+    "toy-vae": dict(task="vae", backbone="toy-small", output_dir="runs/toy-vae", steps=1000, batch_size=4,
+                    data=dict(frames=9), optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0),
+                    checkpoint_every=100, log_every=10),
+    "toy-small": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=2500, batch_size=16,
+                      ema_decay=0.999, data=dict(latent_cache=4000, cache_path="runs/latents-17x64x64.safetensors"),
+                      optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250),
+    "toy-large": dict(task="dit", backbone="toy-large", output_dir="runs/toy-large", steps=2500, batch_size=16,
+                      ema_decay=0.999, mixed_precision="bf16",
+                      data=dict(latent_cache=4000, cache_path="runs/latents-17x64x64.safetensors"),
+                      optim=dict(lr=3e-4, warmup_steps=100), checkpoint_every=250),
+    # Seconds-long runs for tests and smoke checks.
+    "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
+                 data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),
+                 checkpoint_every=2, validation_steps=2, num_validation=1),
+}
+
+
+def preset_config(name: str, overrides: dict | None = None) -> TrainConfig:
+    if name not in PRESETS:
+        raise CinetuneError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
+    cfg = merge(TrainConfig(), PRESETS[name])
+    if overrides:
+        cfg = merge(cfg, overrides)
+    return cfg.validate()

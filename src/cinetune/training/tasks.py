@@ -1,0 +1,222 @@
+"""Training tasks for the shared trainer: what is trained, how a batch is drawn, its loss, validation and export.
+
+A task draws every random number from generators seeded by (seed, step, rank, micro-step), so a run resumed from a
+checkpoint continues bit-identically without saving RNG states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..backbones import load_backbone
+from ..backbones.presets import get_preset
+from ..errors import CinetuneError
+from ..io import atomic_path, video_grid, write_video
+from ..toyworld import RenderConfig, ToyWorldDataset
+from .config import TrainConfig
+from .objectives import flow_matching_inputs, sample_sigmas
+
+
+def step_generator(seed: int, *keys: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0]))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of videos in [-1, 1] (peak-to-peak 2)."""
+    mse = F.mse_loss(a.float(), b.float()).item()
+    return float(10 * np.log10(4.0 / max(mse, 1e-12)))
+
+
+class Task:
+    model: torch.nn.Module  # the module handed to accelerate (all trainable parameters live under it)
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        d = cfg.data
+        self.render_cfg = RenderConfig(frames=d.frames, height=d.height, width=d.width)
+        self.train_set = ToyWorldDataset(d.size, seed=d.seed, cfg=self.render_cfg, max_objects=d.max_objects,
+                                         max_actors=d.max_actors)
+        self.val_set = ToyWorldDataset(max(cfg.num_validation, 1), seed=d.seed + 1, cfg=self.render_cfg,
+                                       max_objects=d.max_objects, max_actors=d.max_actors)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def indices(self, step: int, micro: int, rank: int, world: int, n: int) -> list[int]:
+        g = step_generator(self.cfg.seed, 1, step, micro)
+        idx = torch.randint(0, n, (self.cfg.batch_size * world,), generator=g)
+        return idx[rank::world].tolist()
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.model.enable_gradient_checkpointing()
+
+
+class _VAEWithPosterior(torch.nn.Module):
+    """Forward returns (reconstruction, posterior mean, posterior logvar) so DDP sees one forward call."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor):
+        h = self.vae.encode(x).latent_dist
+        z = h.mean + h.std * noise
+        return self.vae.decode(z).sample, h.mean, h.logvar
+
+
+class VAETask(Task):
+    """Wan VAE reconstruction: MSE + 0.1 L1 + kl_weight * KL (mean over latent elements)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        super().__init__(cfg, device)
+        from diffusers import AutoencoderKLWan
+
+        preset = get_preset(cfg.backbone)
+        vae = (AutoencoderKLWan.from_pretrained(cfg.init, use_safetensors=True) if cfg.init
+               else AutoencoderKLWan(**preset.vae))
+        self.vae = vae.to(device)
+        self.model = _VAEWithPosterior(self.vae)
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.vae.enable_gradient_checkpointing()
+
+    def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
+        idx = self.indices(step, micro, rank, world, len(self.train_set))
+        return {"video": torch.stack([self.train_set[i]["video"] for i in idx]).to(self.device),
+                "gen": step_generator(self.cfg.seed, 2, step, micro, rank)}
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        x = batch["video"]
+        vc = self.vae.config
+        shape = (x.shape[0], vc.z_dim, (x.shape[2] - 1) // vc.scale_factor_temporal + 1,
+                 x.shape[3] // vc.scale_factor_spatial, x.shape[4] // vc.scale_factor_spatial)
+        noise = torch.randn(shape, generator=batch["gen"]).to(x.device)
+        rec, mean, logvar = model(x, noise)
+        rec = rec.float()
+        mse = F.mse_loss(rec, x)
+        kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
+        loss = mse + 0.1 * (rec - x).abs().mean() + self.cfg.kl_weight * kl
+        return loss, {"mse": mse.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def validate(self, out_dir: Path, step: int) -> dict:
+        """PSNR on held-out full-length (17-frame) clips, plus a side-by-side GIF."""
+        full = RenderConfig(frames=17, height=self.cfg.data.height, width=self.cfg.data.width)
+        val = ToyWorldDataset(8, seed=self.cfg.data.seed + 1, cfg=full)
+        x = torch.stack([val[i]["video"] for i in range(8)]).to(self.device)
+        self.vae.eval()
+        rec = self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+        self.vae.train()
+        from ..pipelines import to_uint8
+
+        a, b = to_uint8(x[:4]), to_uint8(rec[:4])
+        write_video(out_dir / "samples" / f"step-{step:07d}.gif", video_grid([np.concatenate([u, v], 2) for u, v in zip(a, b)], cols=2))
+        return {"val_psnr": psnr(rec, x)}
+
+    @torch.no_grad()
+    def export(self, out_dir: Path) -> None:
+        """Save the VAE with per-channel latent statistics so latents reach unit scale (WanPipeline convention)."""
+        full = RenderConfig(frames=17, height=self.cfg.data.height, width=self.cfg.data.width)
+        data = ToyWorldDataset(64, seed=self.cfg.data.seed + 2, cfg=full)
+        self.vae.eval()
+        zs = []
+        for s in range(0, 64, 8):
+            x = torch.stack([data[i]["video"] for i in range(s, s + 8)]).to(self.device)
+            zs.append(self.vae.encode(x).latent_dist.mode().float())
+        z = torch.cat(zs).transpose(0, 1).flatten(1)
+        self.vae.register_to_config(latents_mean=z.mean(1).tolist(), latents_std=z.std(1).clamp_min(1e-3).tolist())
+        self.vae.save_pretrained(out_dir / "vae", safe_serialization=True)
+
+
+class DiTTask(Task):
+    """Text-to-video flow matching on toy-world clips (frozen VAE + text encoder; the transformer trains)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        super().__init__(cfg, device)
+        self.backbone = load_backbone(cfg.backbone, random_init=not cfg.init)
+        if cfg.init:
+            cls = type(self.backbone.transformer)
+            self.backbone.transformer = cls.from_pretrained(cfg.init, use_safetensors=True)
+        scheduler = self.backbone.scheduler
+        if type(scheduler).__name__ not in ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler") or \
+                getattr(scheduler.config, "prediction_type", "flow_prediction") not in ("flow_prediction", "epsilon"):
+            raise CinetuneError(f"{cfg.backbone}: training supports flow-matching backbones (Wan, toy); "
+                                f"this one uses {type(scheduler).__name__}")
+        self.backbone.to(device)
+        self.model = self.backbone.transformer
+        self.view = self.backbone.view
+        self.empty = self.backbone.text_encoder([""])[0]
+        self.cache = self._load_or_build_cache() if cfg.data.latent_cache else None
+
+    # -- data -------------------------------------------------------------------------------------------------
+    def _cache_path(self) -> Path:
+        return Path(self.cfg.data.cache_path or Path(self.cfg.output_dir) / "latents.safetensors")
+
+    @torch.no_grad()
+    def _load_or_build_cache(self) -> dict:
+        path, n = self._cache_path(), self.cfg.data.latent_cache
+        if path.is_file():
+            data = load_file(path)
+            if data["latents"].shape[0] >= n:
+                return {"latents": data["latents"][:n], "text": data["text"][:n].float()}
+        from tqdm.auto import tqdm
+
+        lat, txt = [], []
+        for s in tqdm(range(0, n, 16), desc="encoding latent cache"):
+            items = [self.train_set[i] for i in range(s, min(n, s + 16))]
+            lat.append(self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device)).cpu())
+            txt.append(self.backbone.text_encoder([it["caption"] for it in items]).half().cpu())
+        data = {"latents": torch.cat(lat).contiguous(), "text": torch.cat(txt).contiguous()}
+        with atomic_path(path) as tmp:
+            save_file(data, tmp)
+        return {"latents": data["latents"], "text": data["text"].float()}
+
+    def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
+        gen = step_generator(self.cfg.seed, 2, step, micro, rank)
+        if self.cache is not None:
+            idx = self.indices(step, micro, rank, world, self.cache["latents"].shape[0])
+            x0, emb = self.cache["latents"][idx], self.cache["text"][idx]
+        else:
+            idx = self.indices(step, micro, rank, world, len(self.train_set))
+            items = [self.train_set[i] for i in idx]
+            x0 = self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device))
+            emb = self.backbone.text_encoder([it["caption"] for it in items])
+        drop = torch.rand(len(idx), generator=gen) < self.cfg.data.caption_dropout
+        emb = torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb.cpu())
+        return {"x0": x0.to(self.device), "emb": emb.to(self.device), "gen": gen}
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        x0, gen = batch["x0"], batch["gen"]
+        sigmas = sample_sigmas(x0.shape[0], self.cfg.timestep_shift, gen)
+        noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+        xt, t, target = flow_matching_inputs(x0, sigmas.to(x0.device), noise)
+        pred = self.view(xt, t, batch["emb"], module=model)
+        return F.mse_loss(pred.float(), target), {}
+
+    # -- outputs ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, out_dir: Path, step: int) -> dict:
+        from ..pipelines import TextToVideoPipeline
+
+        self.model.eval()
+        pipe = TextToVideoPipeline(self.backbone, self.device)
+        prompts = [self.val_set[i]["caption"] for i in range(len(self.val_set))]
+        d = self.cfg.data
+        out = pipe(prompts, frames=d.frames, height=d.height, width=d.width, steps=self.cfg.validation_steps,
+                   guidance=5.0, seed=self.cfg.seed, progress=False)
+        self.model.train()
+        write_video(out_dir / "samples" / f"step-{step:07d}.gif", video_grid(list(out.videos)))
+        (out_dir / "samples" / f"step-{step:07d}.txt").write_text("\n".join(prompts) + "\n")
+        return {}
+
+    def export(self, out_dir: Path) -> None:
+        self.model.save_pretrained(out_dir / "transformer", safe_serialization=True)
+
+
+def make_task(cfg: TrainConfig, device: torch.device) -> Task:
+    return {"vae": VAETask, "dit": DiTTask}[cfg.task](cfg, device)
