@@ -36,7 +36,10 @@ class Backbone:
         return self.codec.vae
 
     def to(self, device, dtype: torch.dtype | None = None) -> "Backbone":
-        self.transformer.to(device, dtype=dtype)
+        if dtype is None:
+            self.transformer.to(device)
+        else:
+            self.transformer.to(device, dtype=dtype)
         self.codec.to(device)
         self.text_encoder.to(device)
         return self

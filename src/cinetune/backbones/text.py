@@ -25,19 +25,25 @@ class TextEncoder(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> torch.Tensor:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            tok = self.tokenizer(missing, padding="max_length", truncation=True, max_length=self.max_len,
-                                 return_tensors="pt")
-            dev = next(self.model.parameters()).device
-            mask = tok["attention_mask"].to(dev)
-            hidden = self.model(input_ids=tok["input_ids"].to(dev), attention_mask=mask).last_hidden_state
-            if self.zero_padding:
-                hidden = hidden * mask[..., None].to(hidden.dtype)
-            for p, h in zip(missing, hidden.float().cpu()):
-                if len(self._cache) < 50_000:  # captions repeat across epochs; keep memory bounded
-                    self._cache[p] = h
+        for p in dict.fromkeys(prompts):
+            if p not in self._cache:
+                # One prompt per call: batched matmuls round differently by batch size, and an embedding must not
+                # depend on which other prompts it was first encoded with (exact resume depends on it).
+                emb = self._encode(p)
+                if len(self._cache) >= 50_000:  # captions repeat across epochs; keep memory bounded
+                    return torch.stack([self._cache.get(q, emb if q == p else self._encode(q)) for q in prompts])
+                self._cache[p] = emb
         return torch.stack([self._cache[p] for p in prompts])
+
+    def _encode(self, prompt: str) -> torch.Tensor:
+        tok = self.tokenizer([prompt], padding="max_length", truncation=True, max_length=self.max_len,
+                             return_tensors="pt")
+        dev = next(self.model.parameters()).device
+        mask = tok["attention_mask"].to(dev)
+        hidden = self.model(input_ids=tok["input_ids"].to(dev), attention_mask=mask).last_hidden_state
+        if self.zero_padding:
+            hidden = hidden * mask[..., None].to(hidden.dtype)
+        return hidden[0].float().cpu()
 
 
 def minilm_encoder(max_len: int = 32) -> TextEncoder:

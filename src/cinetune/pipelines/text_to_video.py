@@ -63,7 +63,9 @@ class TextToVideoPipeline:
                  guidance: float = 5.0, seed: int = 0, latents: torch.Tensor | None = None, progress: bool = True,
                  model_fn: ModelFn | None = None, decode: bool = True) -> VideoOutput:
         p = self.backbone.preset
-        frames, height, width = frames or p.frames, height or p.height, width or p.width
+        frames = p.frames if frames is None else frames
+        height = p.height if height is None else height
+        width = p.width if width is None else width
         self.check_size(frames, height, width)
         if steps < 1:
             raise CinetuneError(f"steps must be >= 1, got {steps}")

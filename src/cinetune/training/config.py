@@ -20,6 +20,7 @@ class DataConfig:
     latent_cache: int = 0  # >0: pre-encode this many clips once (DiT tasks); the VAE is frozen so this is exact
     cache_path: str = ""  # where the cache lives (shared between runs); default: <output_dir>/latents.safetensors
     caption_dropout: float = 0.1  # for classifier-free guidance
+    crop: int = 0  # VAE only: train on random square crops of this size (the VAE is convolutional; 4x cheaper at 32)
 
 
 @dataclass
@@ -73,9 +74,9 @@ class TrainConfig:
 
 PRESETS: dict[str, dict] = {
     # Wan VAE, 4x/4x compression. Short 9-frame clips cover the first-frame path and the chunk-to-chunk cache.
-    "toy-vae": dict(task="vae", backbone="toy-small", output_dir="runs/toy-vae", steps=1000, batch_size=4,
-                    data=dict(frames=9), optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0),
-                    checkpoint_every=100, log_every=10),
+    "toy-vae": dict(task="vae", backbone="toy-small", output_dir="runs/toy-vae", steps=3500, batch_size=8,
+                    data=dict(frames=9, crop=32), optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0),
+                    checkpoint_every=250, log_every=10),
     "toy-small": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=2500, batch_size=16,
                       ema_decay=0.999, data=dict(latent_cache=4000, cache_path="runs/latents-17x64x64.safetensors"),
                       optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250),

@@ -47,10 +47,17 @@ class Task:
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def indices(self, step: int, micro: int, rank: int, world: int, n: int) -> list[int]:
-        g = step_generator(self.cfg.seed, 1, step, micro)
-        idx = torch.randint(0, n, (self.cfg.batch_size * world,), generator=g)
-        return idx[rank::world].tolist()
+    def draw(self, step: int, micro: int, rank: int, world: int, n: int) -> tuple[list[int], list[torch.Generator]]:
+        """This process's share of one micro-batch: dataset indices and one generator per sample.
+
+        Every random number belongs to a position in the step's global batch (batch_size x processes x grad_accum),
+        so N processes, or N accumulation steps, with batch b train exactly like one process with batch N*b (up to
+        float summation order)."""
+        B = self.cfg.batch_size
+        g = step_generator(self.cfg.seed, 1, step)
+        idx = torch.randint(0, n, (B * world * self.cfg.grad_accum,), generator=g)
+        positions = [micro * B * world + rank + k * world for k in range(B)]
+        return [int(idx[p]) for p in positions], [step_generator(self.cfg.seed, 2, step, p) for p in positions]
 
     def enable_gradient_checkpointing(self) -> None:
         self.model.enable_gradient_checkpointing()
@@ -66,7 +73,21 @@ class _VAEWithPosterior(torch.nn.Module):
     def forward(self, x: torch.Tensor, noise: torch.Tensor):
         h = self.vae.encode(x).latent_dist
         z = h.mean + h.std * noise
-        return self.vae.decode(z).sample, h.mean, h.logvar
+        return self._decode_unclamped(z), h.mean, h.logvar
+
+    def _decode_unclamped(self, z: torch.Tensor) -> torch.Tensor:
+        # AutoencoderKLWan.decode clamps to [-1, 1], which zeroes the gradient of every overshooting pixel and
+        # stalls training; this is the same causal frame-by-frame decode without the clamp.
+        vae = self.vae
+        vae.clear_cache()
+        x = vae.post_quant_conv(z)
+        frames = []
+        for i in range(x.shape[2]):
+            vae._conv_idx = [0]
+            frames.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                                      first_chunk=i == 0))
+        vae.clear_cache()
+        return torch.cat(frames, 2)
 
 
 class VAETask(Task):
@@ -77,8 +98,14 @@ class VAETask(Task):
         from diffusers import AutoencoderKLWan
 
         preset = get_preset(cfg.backbone)
-        vae = (AutoencoderKLWan.from_pretrained(cfg.init, use_safetensors=True) if cfg.init
-               else AutoencoderKLWan(**preset.vae))
+        if cfg.init:
+            vae = AutoencoderKLWan.from_pretrained(cfg.init, use_safetensors=True)
+        else:
+            vae = AutoencoderKLWan(**preset.vae)
+            # Start nearly deterministic (posterior std e^-3): with a small KL weight, a unit-variance start buries
+            # the latent mean in sampling noise and reconstruction stalls for hundreds of steps.
+            with torch.no_grad():
+                vae.quant_conv.bias[vae.config.z_dim:] = -6.0
         self.vae = vae.to(device)
         self.model = _VAEWithPosterior(self.vae)
 
@@ -86,16 +113,24 @@ class VAETask(Task):
         self.vae.enable_gradient_checkpointing()
 
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
-        idx = self.indices(step, micro, rank, world, len(self.train_set))
-        return {"video": torch.stack([self.train_set[i]["video"] for i in idx]).to(self.device),
-                "gen": step_generator(self.cfg.seed, 2, step, micro, rank)}
+        idx, gens = self.draw(step, micro, rank, world, len(self.train_set))
+        videos = [self.train_set[i]["video"] for i in idx]
+        c = self.cfg.data.crop
+        if c:
+            H, W = videos[0].shape[-2:]
+            if c > min(H, W) or c % 4:
+                raise CinetuneError(f"data.crop must be a multiple of 4 no larger than the frame, got {c}")
+            offs = [(int(torch.randint(0, H - c + 1, (1,), generator=g)), int(torch.randint(0, W - c + 1, (1,), generator=g)))
+                    for g in gens]
+            videos = [v[..., y:y + c, x:x + c] for v, (y, x) in zip(videos, offs)]
+        return {"video": torch.stack(videos).to(self.device), "gens": gens}
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
         x = batch["video"]
         vc = self.vae.config
-        shape = (x.shape[0], vc.z_dim, (x.shape[2] - 1) // vc.scale_factor_temporal + 1,
+        shape = (vc.z_dim, (x.shape[2] - 1) // vc.scale_factor_temporal + 1,
                  x.shape[3] // vc.scale_factor_spatial, x.shape[4] // vc.scale_factor_spatial)
-        noise = torch.randn(shape, generator=batch["gen"]).to(x.device)
+        noise = torch.stack([torch.randn(shape, generator=g) for g in batch["gens"]]).to(x.device)
         rec, mean, logvar = model(x, noise)
         rec = rec.float()
         mse = F.mse_loss(rec, x)
@@ -177,23 +212,22 @@ class DiTTask(Task):
         return {"latents": data["latents"], "text": data["text"].float()}
 
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
-        gen = step_generator(self.cfg.seed, 2, step, micro, rank)
+        n = self.cache["latents"].shape[0] if self.cache is not None else len(self.train_set)
+        idx, gens = self.draw(step, micro, rank, world, n)
         if self.cache is not None:
-            idx = self.indices(step, micro, rank, world, self.cache["latents"].shape[0])
             x0, emb = self.cache["latents"][idx], self.cache["text"][idx]
         else:
-            idx = self.indices(step, micro, rank, world, len(self.train_set))
             items = [self.train_set[i] for i in idx]
             x0 = self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device))
             emb = self.backbone.text_encoder([it["caption"] for it in items])
-        drop = torch.rand(len(idx), generator=gen) < self.cfg.data.caption_dropout
+        drop = torch.cat([torch.rand(1, generator=g) for g in gens]) < self.cfg.data.caption_dropout
         emb = torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb.cpu())
-        return {"x0": x0.to(self.device), "emb": emb.to(self.device), "gen": gen}
+        return {"x0": x0.to(self.device), "emb": emb.to(self.device), "gens": gens}
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
-        x0, gen = batch["x0"], batch["gen"]
-        sigmas = sample_sigmas(x0.shape[0], self.cfg.timestep_shift, gen)
-        noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+        x0, gens = batch["x0"], batch["gens"]
+        sigmas = torch.cat([sample_sigmas(1, self.cfg.timestep_shift, g) for g in gens])
+        noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
         xt, t, target = flow_matching_inputs(x0, sigmas.to(x0.device), noise)
         pred = self.view(xt, t, batch["emb"], module=model)
         return F.mse_loss(pred.float(), target), {}

@@ -1,0 +1,180 @@
+"""`cinetune` command line. Bad input -> one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import CinetuneError
+
+DEMO_PROMPTS = [
+    "A red circle moves to the right on a plain navy backdrop.",
+    "A large yellow star spins on a black background.",
+    "On a beige background, a blue square bounces.",
+    "A person with short blond hair and a hat in an orange shirt waves on a grey background.",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's default prints the usage too)
+        raise CinetuneError(f"{self.prog}: {message}")
+
+
+def _add_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, default=None, help="frames (4k+1); default: the model's")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+
+
+def _positive(name: str, v: int | None) -> None:
+    if v is not None and v <= 0:
+        raise CinetuneError(f"--{name} must be positive, got {v}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def cmd_generate(a: argparse.Namespace) -> None:
+    from .io import video_grid, write_video
+    from .pipelines import TextToVideoPipeline
+
+    for name in ("frames", "height", "width", "steps"):
+        _positive(name, getattr(a, name))
+    out = Path(a.out)
+    pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
+    pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,
+                    a.width or pipe.backbone.preset.width)
+    res = pipe(a.prompt, negative_prompt=a.negative_prompt, frames=a.frames, height=a.height, width=a.width,
+               steps=a.steps, guidance=a.guidance, seed=a.seed)
+    fps = pipe.backbone.preset.fps
+    if out.suffix.lower() in (".mp4", ".gif", ".png"):
+        paths = [write_video(out, video_grid(list(res.videos)) if len(res.videos) > 1 else res.videos[0], fps)]
+    else:
+        paths = [write_video(out / f"{i:02d}.mp4", v, fps) for i, v in enumerate(res.videos)]
+    for p in paths:
+        print(p)
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from .io import video_grid, write_json, write_video
+    from .pipelines import TextToVideoPipeline
+
+    t0 = time.perf_counter()
+    out = Path(a.out)
+    pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
+    res = pipe(DEMO_PROMPTS, steps=a.steps, guidance=a.guidance, seed=a.seed)
+    fps = pipe.backbone.preset.fps
+    paths = [write_video(out / f"t2v-{i:02d}.mp4", v, fps) for i, v in enumerate(res.videos)]
+    grid = write_video(out / "t2v-grid.gif", video_grid(list(res.videos), cols=len(res.videos)), fps)
+    write_json(out / "prompts.json", {p.name: prompt for p, prompt in zip(paths, DEMO_PROMPTS)})
+    for p, prompt in zip(paths, DEMO_PROMPTS):
+        print(f"{p}  <- {prompt}")
+    print(grid)
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_render_toy(a: argparse.Namespace) -> None:
+    from .toyworld.export import export_clips
+
+    for name in ("n", "frames", "height", "width"):
+        _positive(name, getattr(a, name))
+    export_clips(Path(a.out), n=a.n, seed=a.seed, frames=a.frames or 17, height=a.height or 64,
+                 width=a.width or 64, max_actors=a.max_actors)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .config import load_yaml, merge, parse_overrides
+    from .training import preset_config, train
+
+    if a.method != "base":
+        raise CinetuneError(f"unknown training method {a.method!r}; available: base")
+    cfg = preset_config(a.preset)
+    if a.config:
+        cfg = merge(cfg, load_yaml(a.config))
+    if a.overrides:
+        cfg = merge(cfg, parse_overrides(a.overrides))
+    cfg.validate()
+    out = train(cfg, resume=a.resume, stop_after=a.stop_after)
+    print(out)
+
+
+def cmd_presets(a: argparse.Namespace) -> None:
+    from .backbones import PRESETS
+    from .training import PRESETS as TRAIN
+
+    print("models:")
+    for p in PRESETS.values():
+        print(f"  {p.name:18s} {p.description}")
+    print("training presets (cinetune train base --preset NAME):")
+    for name, d in TRAIN.items():
+        print(f"  {name:18s} task={d['task']} backbone={d['backbone']} steps={d['steps']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="cinetune", description="Controllable, personalised and fast video DiTs.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="generate a few videos with the shipped toy-large model")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--model", default="toy-large")
+    d.add_argument("--steps", type=int, default=25)
+    d.add_argument("--guidance", type=float, default=5.0)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default=None)
+    d.set_defaults(fn=cmd_demo)
+
+    g = sub.add_parser("generate", help="text-to-video")
+    g.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--model", default="toy-large", help="preset name or diffusers-format directory")
+    _add_size(g)
+    g.add_argument("--steps", type=int, default=30)
+    g.add_argument("--guidance", type=float, default=5.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default=None)
+    g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
+    g.set_defaults(fn=cmd_generate)
+
+    r = sub.add_parser("render-toy", help="render toy-world clips with every annotation")
+    r.add_argument("--n", type=int, required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-actors", type=int, default=2)
+    _add_size(r)
+    r.set_defaults(fn=cmd_render_toy)
+
+    t = sub.add_parser("train", help="train with the shared trainer: cinetune train base --preset toy-small")
+    t.add_argument("method", help="base")
+    t.add_argument("--preset", required=True)
+    t.add_argument("--config", help="YAML file applied on top of the preset")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. steps=100 optim.lr=1e-4")
+    t.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("presets", help="list model and training presets")
+    p.set_defaults(fn=cmd_presets)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        # Overrides may follow options (`--preset x steps=10`), which argparse does not match to a positional.
+        if extra and getattr(args, "fn", None) is cmd_train and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides or []) + extra
+        elif extra:
+            raise CinetuneError(f"unrecognized arguments: {' '.join(extra)}")
+        args.fn(args)
+    except CinetuneError as e:
+        print(f"cinetune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cinetune: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cinetune.config import merge, parse_overrides
+from cinetune.errors import CinetuneError
+from cinetune.training import preset_config, train
+from cinetune.training.tasks import make_task, step_generator
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(tmp_path: Path, name: str, **over) -> "TrainConfig":  # noqa: F821
+    return preset_config("tiny", {"output_dir": str(tmp_path / name), **over})
+
+
+def _weights(run: Path) -> dict:
+    return load_file(run / "final" / "transformer" / "diffusion_pytorch_model.safetensors")
+
+
+@torch.no_grad()
+def _eval_loss(task, n: int = 6) -> float:
+    """Loss on fixed clips, noise and timesteps: comparable before and after training."""
+    total = 0.0
+    for k in range(n):
+        batch = task.batch(10_000 + k, 0, 0, 1)
+        batch["gens"] = [step_generator(99, k, i) for i in range(len(batch["gens"]))]
+        total += task.loss(task.model, batch)[0].item()
+    return total / n
+
+
+def test_loss_decreases_when_overfitting(tmp_path):
+    cfg = tiny(tmp_path, "fit", steps=60, batch_size=2, checkpoint_every=60, data={"size": 2, "caption_dropout": 0.0},
+               optim={"lr": 2e-3})
+    torch.manual_seed(cfg.seed)
+    before = _eval_loss(make_task(cfg, torch.device("cpu")))
+    out = train(cfg, progress=False)
+    task = make_task(cfg, torch.device("cpu"))
+    task.model.load_state_dict(_weights(out))
+    after = _eval_loss(task)
+    assert after < 0.7 * before, (before, after)
+    assert (out / "loss.png").stat().st_size > 0 and (out / "metrics.csv").is_file()
+    assert list((out / "samples").glob("*.gif"))
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    over = dict(steps=6, checkpoint_every=3, ema_decay=0.9, log_every=1)
+    straight = train(tiny(tmp_path, "straight", **over), progress=False)
+    cfg = tiny(tmp_path, "resumed", **over)
+    train(cfg, stop_after=3, progress=False)  # as if killed right after the step-3 checkpoint
+    assert [p.name for p in (Path(cfg.output_dir) / "checkpoints").iterdir()] == ["step-0000003"]
+    resumed = train(cfg, resume=True, progress=False)
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ca = load_file(straight / "checkpoints" / "step-0000006" / "optimizer.safetensors")
+    cb = load_file(resumed / "checkpoints" / "step-0000006" / "optimizer.safetensors")
+    assert all(torch.equal(ca[k], cb[k]) for k in ca)
+    rows = (resumed / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 7))
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CinetuneError, match="no checkpoint"):
+        train(tiny(tmp_path, "none"), resume=True, progress=False)
+
+
+def test_nan_loss_stops_with_an_error_and_keeps_checkpoints(tmp_path):
+    cfg = tiny(tmp_path, "nan", steps=8, checkpoint_every=1, optim={"lr": 1e12, "grad_clip": 0.0})
+    with pytest.raises(CinetuneError, match="loss became"):
+        train(cfg, progress=False)
+    assert list((Path(cfg.output_dir) / "checkpoints").glob("step-*"))
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(tmp_path):
+    over = dict(steps=2, data={"size": 4, "caption_dropout": 0.0})
+    big = _weights(train(tiny(tmp_path, "big", batch_size=2, **over), progress=False))
+    acc = _weights(train(tiny(tmp_path, "acc", batch_size=1, grad_accum=2, **over), progress=False))
+    assert all(torch.allclose(big[k], acc[k], atol=1e-5, rtol=1e-4) for k in big)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_equals_one_process_with_the_global_batch(tmp_path):
+    common = ["steps=2", "data.size=4", "data.caption_dropout=0.0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), "-m", "cinetune.cli", "train", "base", "--preset", "tiny",
+              f"output_dir={tmp_path / 'ddp'}", "batch_size=1", *common]
+    r = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["processes"] == 2
+    single = train(preset_config("tiny", parse_overrides(common + [f"output_dir={tmp_path / 'single'}", "batch_size=2"])),
+                   progress=False)
+    a, b = _weights(tmp_path / "ddp"), _weights(single)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+
+
+def test_config_overrides_and_errors():
+    cfg = preset_config("tiny", parse_overrides(["optim.lr=0.5", "steps=3", "data.frames=9"]))
+    assert cfg.optim.lr == 0.5 and cfg.steps == 3 and cfg.data.frames == 9
+    with pytest.raises(CinetuneError, match="unknown config field"):
+        merge(cfg, {"optim": {"nope": 1}})
+    with pytest.raises(CinetuneError, match="expects int"):
+        merge(cfg, {"steps": "many"})
+    with pytest.raises(CinetuneError, match="4k\\+1"):
+        merge(cfg, {"data": {"frames": 6}}).validate()
+    with pytest.raises(CinetuneError, match="unknown training preset"):
+        preset_config("nope")
