@@ -99,6 +99,20 @@ def cmd_train(a: argparse.Namespace) -> None:
     print(out)
 
 
+def cmd_export_asset(a: argparse.Namespace) -> None:
+    from .assets.cards import export_asset
+
+    print(export_asset(a.run, a.name))
+
+
+def cmd_bench(a: argparse.Namespace) -> None:
+    if a.name != "foundation":
+        raise CinetuneError(f"unknown benchmark {a.name!r}; available: foundation")
+    from .bench.foundation import run
+
+    print(run(Path(a.out), quick=a.quick))
+
+
 def cmd_presets(a: argparse.Namespace) -> None:
     from .backbones import PRESETS
     from .training import PRESETS as TRAIN
@@ -152,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. steps=100 optim.lr=1e-4")
     t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("export-asset", help="ship a finished run as a package asset with its model card")
+    e.add_argument("--run", required=True)
+    e.add_argument("--name", required=True, help="asset name, e.g. toy-large")
+    e.set_defaults(fn=cmd_export_asset)
+
+    b = sub.add_parser("bench", help="measure and write benchmarks/results/<name>.md")
+    b.add_argument("name", help="foundation")
+    b.add_argument("--quick", action="store_true")
+    b.add_argument("--out", default="benchmarks/results")
+    b.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("presets", help="list model and training presets")
     p.set_defaults(fn=cmd_presets)

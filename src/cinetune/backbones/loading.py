@@ -68,7 +68,7 @@ def toy_scheduler(shift: float):
 def load_vae(preset: BackbonePreset, random_init: bool = False):
     from diffusers import AutoencoderKLWan
 
-    path = ASSETS / "toy-vae"
+    path = ASSETS / "toy-vae" / "vae"
     if (path / "config.json").is_file():
         return AutoencoderKLWan.from_pretrained(path, use_safetensors=True)
     if random_init:

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..errors import CinetuneError
+
 from .roster import (ACTIONS, BACKGROUND_COLOURS, BACKGROUND_KINDS, COLOUR_NAMES, IDENTITIES, MOTIONS, SHAPES,
                      SIZES)
 
@@ -21,13 +23,13 @@ class RenderConfig:
 
     def validate(self) -> "RenderConfig":
         if not (1 <= self.frames <= 33):
-            raise ValueError(f"frames must be in 1..33, got {self.frames}")
+            raise CinetuneError(f"frames must be in 1..33, got {self.frames}")
         for name in ("height", "width"):
             v = getattr(self, name)
             if not (16 <= v <= 128) or v % 8:
-                raise ValueError(f"{name} must be a multiple of 8 in 16..128, got {v}")
+                raise CinetuneError(f"{name} must be a multiple of 8 in 16..128, got {v}")
         if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+            raise CinetuneError(f"fps must be positive, got {self.fps}")
         return self
 
 

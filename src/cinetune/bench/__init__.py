@@ -1,0 +1,1 @@
+"""Benchmarks: `cinetune bench <name>` measures and writes benchmarks/results/<name>.md."""

@@ -1,0 +1,78 @@
+"""`cinetune bench foundation`: toy-world render speed, VAE and DiT step latency, demo wall time."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..io import write_text
+
+
+def _median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run(out: Path, quick: bool = False) -> Path:
+    from ..backbones import load_backbone
+    from ..toyworld import RenderConfig, render_clip
+
+    rows: list[tuple[str, str, str]] = []
+    threads = torch.get_num_threads()
+
+    # 1. Rendering: single core (numpy is single-threaded here), 17x64x64 clips with all annotations.
+    n = 50 if quick else 200
+    seeds = iter(range(10 ** 9))
+    per_clip = _median_time(lambda: [render_clip(next(seeds)) for _ in range(n)], repeats=3) / n
+    rows.append(("toy-world render, 17x64x64 + all annotations", f"{1 / per_clip:.1f} clips/s", "one core, median of 3 x "
+                 f"{n} clips"))
+    big = RenderConfig(frames=33, height=128, width=128)
+    per_big = _median_time(lambda: [render_clip(next(seeds), big) for _ in range(10)], repeats=3) / 10
+    rows.append(("toy-world render, 33x128x128", f"{1 / per_big:.1f} clips/s", "one core, median of 3 x 10 clips"))
+
+    # 2. Models (shipped weights when present, else the same architectures at random init).
+    with torch.no_grad():
+        for name in ("toy-small", "toy-large"):
+            b = load_backbone(name, random_init=True)
+            x = torch.randn(2, 16, 5, 16, 16)
+            emb = b.text_encoder(["a red circle", ""])
+            t = torch.tensor([500.0, 500.0])
+            view = b.view
+            sec = _median_time(lambda: view(x, t, emb), repeats=5 if quick else 10)
+            params = sum(p.numel() for p in b.transformer.parameters()) / 1e6
+            rows.append((f"{name} denoising step (CFG batch 2, 320 tokens each)", f"{sec * 1000:.1f} ms",
+                         f"{params:.2f} M params, fp32, {threads} threads, median"))
+        video = torch.rand(1, 3, 17, 64, 64) * 2 - 1
+        enc = _median_time(lambda: b.codec.encode(video), repeats=5)
+        lat = b.codec.encode(video)
+        dec = _median_time(lambda: b.codec.decode(lat), repeats=5)
+        rows.append(("toy VAE encode / decode, 17x64x64", f"{enc * 1000:.0f} / {dec * 1000:.0f} ms", f"{threads} threads, median of 5"))
+
+    # 3. The demo, end to end in a fresh process (model loading included), as a user runs it.
+    if not quick:
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "cinetune.cli", "demo", "--out", str(out.parent / "demo-bench")],
+                           capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        rows.append(("`cinetune demo` wall time (fresh process)", f"{wall:.1f} s" if r.returncode == 0 else "failed",
+                     "4 prompts, 25 steps, CFG 5, 17x64x64"))
+
+    lines = ["# Foundation benchmark", "", f"Command: `cinetune bench foundation{' --quick' if quick else ''}`. "
+             f"Machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}.", "",
+             "| what | measured | how |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    path = out / "foundation.md"
+    write_text(path, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return path

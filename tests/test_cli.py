@@ -1,0 +1,83 @@
+"""CLI contract: results on stdout, bad input -> one line on stderr and exit status 2."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cinetune.cli import main
+from cinetune.errors import CinetuneError
+from cinetune.io import read_video, write_video
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "cinetune.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "--prompt", "x", "--model", "/nonexistent/model"],
+    ["generate", "--prompt", "x", "--model", "toy-huge"],
+    ["train", "base", "--preset", "nope"],
+    ["train", "base", "--preset", "tiny", "--config", "/nonexistent.yaml"],
+    ["train", "base", "--preset", "tiny", "optim.nope=1"],
+    ["render-toy", "--n", "2", "--out", "x", "--frames", "40"],
+    ["render-toy", "--n", "-1", "--out", "x"],
+    ["frobnicate"],
+])
+def test_bad_input_is_one_line_and_status_2(args):
+    r = run(*args)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("cinetune: error:"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unreadable_config_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    assert main(["train", "base", "--preset", "tiny", "--config", str(bad)]) == 2
+    bad.write_text("- a list\n")
+    assert main(["train", "base", "--preset", "tiny", "--config", str(bad)]) == 2
+
+
+def test_generate_from_a_saved_diffusers_directory(tiny_wan_dir, tmp_path):
+    out = tmp_path / "out.mp4"
+    r = run("generate", "--prompt", "a red circle moves left", "--model", str(tiny_wan_dir), "--frames", "5",
+            "--height", "32", "--width", "32", "--steps", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    video, fps = read_video(out)
+    assert video.shape == (5, 32, 32, 3)
+    bad = run("generate", "--prompt", "x", "--model", str(tiny_wan_dir), "--frames", "6", "--height", "32",
+              "--width", "32", "--out", str(tmp_path / "bad.mp4"))
+    assert bad.returncode == 2 and "frames" in bad.stderr and not (tmp_path / "bad.mp4").exists()
+
+
+def test_render_toy_writes_every_annotation(tmp_path):
+    import json
+
+    from safetensors.numpy import load_file
+
+    assert main(["render-toy", "--n", "2", "--out", str(tmp_path), "--frames", "9", "--height", "32",
+                 "--width", "32"]) == 0
+    meta = [json.loads(ln) for ln in (tmp_path / "metadata.jsonl").read_text().splitlines()]
+    assert len(meta) == 2 and all(m["caption"] for m in meta)
+    for kind in ("clips", "depth", "edges", "segmentation", "instance", "pose", "face_masks"):
+        v, _ = read_video(tmp_path / kind / "000001.mp4")
+        assert v.shape == (9, 32, 32, 3), kind
+    arrays = load_file(tmp_path / "annotations" / "000001.safetensors")
+    assert arrays["keypoints"].shape[-1] == 3 and arrays["face_boxes"].shape[-1] == 4
+
+
+def test_video_round_trip_and_corrupt_files(tmp_path):
+    v = np.random.default_rng(0).integers(0, 255, (9, 32, 32, 3), dtype=np.uint8)
+    write_video(tmp_path / "a.gif", v)
+    back, _ = read_video(tmp_path / "a.gif")
+    assert back.shape == v.shape
+    (tmp_path / "corrupt.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(CinetuneError, match="cannot read video"):
+        read_video(tmp_path / "corrupt.mp4")
+    with pytest.raises(CinetuneError, match="not found"):
+        read_video(tmp_path / "missing.mp4")
+    with pytest.raises(CinetuneError):
+        write_video(tmp_path / "x.avi", v)
