@@ -119,3 +119,28 @@ def test_config_overrides_and_errors():
         merge(cfg, {"data": {"frames": 6}}).validate()
     with pytest.raises(CinetuneError, match="unknown training preset"):
         preset_config("nope")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
+    cfg = tiny(tmp_path, "gc")
+    torch.manual_seed(0)
+    task = make_task(cfg, torch.device("cpu"))
+    task.model.train()
+    batch = task.batch(0, 0, 0, 1)
+
+    def grads():
+        task.model.zero_grad()
+        b = {**batch, "gens": [step_generator(5, i) for i in range(len(batch["gens"]))]}
+        task.loss(task.model, b)[0].backward()
+        return [p.grad.clone() for p in task.parameters()]
+
+    plain = grads()
+    task.enable_gradient_checkpointing()
+    assert task.model.gradient_checkpointing
+    ckpt = grads()
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(plain, ckpt))
+
+
+def test_bf16_training_runs(tmp_path):
+    out = train(tiny(tmp_path, "bf16", mixed_precision="bf16", steps=3), progress=False)
+    assert json.loads((out / "summary.json").read_text())["final_loss"] < 10

@@ -27,15 +27,15 @@ def _training_wall_seconds(run: Path) -> float:
     return total
 
 
-def export_asset(run: str | Path, name: str) -> Path:
-    """Copy <run>/final/* into assets/<name>/ and write assets/<name>/README.md (the model card)."""
+def export_asset(run: str | Path, name: str, root: Path = ASSETS) -> Path:
+    """Copy <run>/final/* into <root>/<name>/ and write <root>/<name>/README.md (the model card)."""
     run = Path(run)
     final = run / "final"
     if not final.is_dir():
         raise CinetuneError(f"{run} has no final/ directory: finish training first")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     summary = json.loads((run / "summary.json").read_text())
-    dest = ASSETS / name
+    dest = Path(root) / name
     with atomic_dir(dest) as tmp:
         for sub in final.iterdir():
             shutil.copytree(sub, tmp / sub.name)

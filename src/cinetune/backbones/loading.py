@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def load_vae(preset: BackbonePreset, random_init: bool = False):
     if (path / "config.json").is_file():
         return AutoencoderKLWan.from_pretrained(path, use_safetensors=True)
     if random_init:
+        warnings.warn(f"no trained toy VAE at {path}: using a random one (fine for tests, useless for real training; "
+                      "train it with `cinetune train base --preset toy-vae`)", stacklevel=2)
         return AutoencoderKLWan(**preset.vae)
     raise CinetuneError(f"shipped toy VAE missing at {path}; train it with `cinetune train base --preset toy-vae`")
 

@@ -1,7 +1,8 @@
 """Training tasks for the shared trainer: what is trained, how a batch is drawn, its loss, validation and export.
 
-A task draws every random number from generators seeded by (seed, step, rank, micro-step), so a run resumed from a
-checkpoint continues bit-identically without saving RNG states.
+A task draws every random number from generators seeded by (seed, step, position in the global batch), so a run
+resumed from a checkpoint continues bit-identically without saving RNG states, and the process count does not
+change what is trained.
 """
 
 from __future__ import annotations
