@@ -144,3 +144,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
 def test_bf16_training_runs(tmp_path):
     out = train(tiny(tmp_path, "bf16", mixed_precision="bf16", steps=3), progress=False)
     assert json.loads((out / "summary.json").read_text())["final_loss"] < 10
+
+
+def test_vae_decoder_only_keeps_the_encoder_and_latents(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    over = dict(task="vae", steps=2, batch_size=1, data={"frames": 5, "height": 32, "width": 32, "size": 4})
+    base = train(tiny(tmp_path, "vae", **over), progress=False)
+    ft = train(tiny(tmp_path, "dec", init=str(base / "final" / "vae"), decoder_only=True, **over), progress=False)
+    a = AutoencoderKLWan.from_pretrained(base / "final" / "vae").state_dict()
+    b = AutoencoderKLWan.from_pretrained(ft / "final" / "vae").state_dict()
+    enc = [k for k in a if k.startswith(("encoder.", "quant_conv."))]
+    dec = [k for k in a if k.startswith("decoder.")]
+    assert all(torch.equal(a[k], b[k]) for k in enc)
+    assert any(not torch.equal(a[k], b[k]) for k in dec)

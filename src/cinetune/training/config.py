@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     timestep_shift: float = 2.0  # Wan's shifted timestep sampling, sigma' = s*sigma / (1 + (s-1)*sigma)
     kl_weight: float = 1e-6  # VAE only
+    decoder_only: bool = False  # VAE only: freeze the encoder (latents, and DiTs trained on them, stay valid)
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -77,9 +78,14 @@ PRESETS: dict[str, dict] = {
     "toy-vae": dict(task="vae", backbone="toy-small", output_dir="runs/toy-vae", steps=3500, batch_size=8,
                     data=dict(frames=9, crop=32), optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0),
                     checkpoint_every=250, log_every=10),
+    # Second stage: the decoder alone on full 17-frame clips, so the causal cache chain is trained to the clip length
+    # the DiTs generate (stage one saw 9 frames, and its frames 9-16 drifted in colour).
+    "toy-vae-decoder": dict(task="vae", backbone="toy-small", init="runs/toy-vae/final/vae", decoder_only=True,
+                            output_dir="runs/toy-vae-decoder", steps=1200, batch_size=8, data=dict(frames=17, crop=32),
+                            optim=dict(lr=3e-4, warmup_steps=20), checkpoint_every=200, log_every=10),
     # Both DiTs share one latent cache (the VAE is frozen, so cached latents are exact). EMA 0.995 averages roughly
     # the last 200 steps: long enough to smooth noise, short enough for runs of a few thousand steps.
-    "toy-small": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=4500, batch_size=16,
+    "toy-small": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=2200, batch_size=16,
                       ema_decay=0.995, data=dict(latent_cache=3000, cache_path="runs/latents-17x64x64.safetensors"),
                       optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250, validate_every=500),
     # fp32: on CPUs without AMX / AVX512-BF16 (this project's machines) bf16 autocast measured 3.3x slower.

@@ -67,13 +67,18 @@ class Task:
 class _VAEWithPosterior(torch.nn.Module):
     """Forward returns (reconstruction, posterior mean, posterior logvar) so DDP sees one forward call."""
 
-    def __init__(self, vae):
+    def __init__(self, vae, decoder_only: bool = False):
         super().__init__()
-        self.vae = vae
+        self.vae, self.decoder_only = vae, decoder_only
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor):
-        h = self.vae.encode(x).latent_dist
-        z = h.mean + h.std * noise
+        if self.decoder_only:
+            with torch.no_grad():
+                h = self.vae.encode(x).latent_dist
+            z = h.mode()  # what the DiTs are trained on and generate
+        else:
+            h = self.vae.encode(x).latent_dist
+            z = h.mean + h.std * noise
         return self._decode_unclamped(z), h.mean, h.logvar
 
     def _decode_unclamped(self, z: torch.Tensor) -> torch.Tensor:
@@ -108,7 +113,10 @@ class VAETask(Task):
             with torch.no_grad():
                 vae.quant_conv.bias[vae.config.z_dim:] = -6.0
         self.vae = vae.to(device)
-        self.model = _VAEWithPosterior(self.vae)
+        if cfg.decoder_only:
+            self.vae.encoder.requires_grad_(False)
+            self.vae.quant_conv.requires_grad_(False)
+        self.model = _VAEWithPosterior(self.vae, cfg.decoder_only)
 
     def enable_gradient_checkpointing(self) -> None:
         self.vae.enable_gradient_checkpointing()
@@ -136,7 +144,7 @@ class VAETask(Task):
         rec = rec.float()
         mse = F.mse_loss(rec, x)
         kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
-        loss = mse + 0.1 * (rec - x).abs().mean() + self.cfg.kl_weight * kl
+        loss = mse + 0.1 * (rec - x).abs().mean() + (0.0 if self.cfg.decoder_only else self.cfg.kl_weight * kl)
         return loss, {"mse": mse.item(), "kl": kl.item()}
 
     @torch.no_grad()
