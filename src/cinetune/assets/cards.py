@@ -83,6 +83,8 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
              f"- Data: toy-world clips, dataset seed {d['seed']}, {d['frames']} frames x {d['height']}x{d['width']}"
              + (f", latent cache of {d['latent_cache']} clips" if d.get("latent_cache") else "")
              + (f", random {d['crop']}x{d['crop']} crops" if d.get("crop") else ""),
+             *([f"- Initialised from `{cfg['init']}`" + (" (decoder-only stage: encoder and latents unchanged)"
+                                                          if cfg.get("decoder_only") else "")] if cfg.get("init") else []),
              f"- Steps: {cfg['steps']} x batch {cfg['batch_size']} (x{summary.get('processes', 1)} processes)",
              f"- Training wall time on this project's 2-core CPU: {wall / 60:.1f} min (sum of measured step times)",
              f"- Final training loss: {summary.get('final_loss', float('nan')):.4f}"]

@@ -29,6 +29,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
+    eps: float = 1e-8
     schedule: str = "cosine"  # any diffusers.optimization scheduler name
     warmup_steps: int = 100
     grad_clip: float = 1.0

@@ -25,7 +25,11 @@ LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "sec_per_step", "extra"]
 
 def _accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    # AcceleratorState is a process-wide singleton; a second run in one process (API use, tests) may ask for another
+    # precision. Reset it, but not the distributed PartialState (the process group).
+    AcceleratorState._reset_state(reset_partial_state=False)
     # Without cpu=True, `accelerate launch --multi_gpu` on a CPU-only machine does not form a real process group.
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
 
@@ -117,7 +121,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if not params:
         raise CinetuneError("nothing to train: the task has no trainable parameters")
     o = cfg.optim
-    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
     lr_scheduler = get_scheduler(o.schedule, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=cfg.steps)
     ema = EMA(params, cfg.ema_decay) if cfg.ema_decay else None
     start = 0
