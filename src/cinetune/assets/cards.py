@@ -79,7 +79,8 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
 
     d = cfg["data"]
     lines = [f"# {name}", "", "Trained by cinetune's own recipe on the procedural toy world (no external data).", "",
-             f"- Recipe: `cinetune train base --preset {name}` (config below; `--resume` continues a stopped run)",
+             f"- Recipe: `cinetune train base --preset {cfg.get('preset') or name}` (config below; `--resume` continues a "
+             "stopped run)",
              f"- Data: toy-world clips, dataset seed {d['seed']}, {d['frames']} frames x {d['height']}x{d['width']}"
              + (f", latent cache of {d['latent_cache']} clips" if d.get("latent_cache") else "")
              + (f", random {d['crop']}x{d['crop']} crops" if d.get("crop") else ""),

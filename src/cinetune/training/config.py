@@ -37,7 +37,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    task: str = "dit"  # "dit" (flow matching / v-prediction) or "vae"
+    preset: str = ""  # the preset this run started from (recorded for model cards)
+    task: str = "dit"  # "dit" (flow matching) or "vae"
     backbone: str = "toy-small"
     init: str = ""  # start from these weights ("" = the preset's random init)
     output_dir: str = "runs/toy-small"
@@ -104,7 +105,7 @@ PRESETS: dict[str, dict] = {
 def preset_config(name: str, overrides: dict | None = None) -> TrainConfig:
     if name not in PRESETS:
         raise CinetuneError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
-    cfg = merge(TrainConfig(), PRESETS[name])
+    cfg = merge(TrainConfig(), {**PRESETS[name], "preset": name})
     if overrides:
         cfg = merge(cfg, overrides)
     return cfg.validate()
