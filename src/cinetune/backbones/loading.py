@@ -11,7 +11,7 @@ import torch
 
 from ..errors import CinetuneError
 from .codec import LatentCodec
-from .presets import ASSETS, BackbonePreset, get_preset, models_dir
+from .presets import ASSETS, PRESETS, BackbonePreset, get_preset, models_dir
 from .text import TextEncoder, checkpoint_encoder, minilm_encoder
 from .view import VideoDiTView
 
@@ -110,7 +110,6 @@ def _check_dir(root: Path) -> dict:
 def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Backbone:
     """Load a diffusers-format pipeline directory (WanPipeline / CogVideoXPipeline layout, or one written by
     `save_backbone`)."""
-    from diffusers import SchedulerMixin  # noqa: F401  (import check)
     import diffusers
 
     root = Path(root).expanduser()
@@ -134,7 +133,7 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Ba
             text = checkpoint_encoder(root, preset.max_text_len, zero_padding=family == "wan")
     except CinetuneError:
         raise
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, KeyError, AttributeError) as e:  # JSONDecodeError is a ValueError
         raise CinetuneError(f"cannot load model directory {root}: {str(e).splitlines()[0]}") from None
     return Backbone(preset, transformer, LatentCodec(vae), text, scheduler, source=str(root))
 
@@ -143,7 +142,7 @@ def load_backbone(model: str, random_init: bool = False) -> Backbone:
     """`model`: a preset name (toy presets load shipped weights; real presets look in the models directory) or a
     path to a diffusers-format directory. `random_init` builds untrained toy models (for training from scratch)."""
     p = Path(model).expanduser()
-    if model not in _preset_names() and (p.exists() or "/" in model or model.startswith(".")):
+    if model not in PRESETS and (p.exists() or "/" in model or model.startswith(".")):
         return load_directory(p)
     preset = get_preset(model)
     if preset.is_toy:
@@ -153,12 +152,6 @@ def load_backbone(model: str, random_init: bool = False) -> Backbone:
         raise CinetuneError(f"{preset.name}: put the diffusers-format checkpoint at {root} (set CINETUNE_MODELS_DIR) "
                             f"or pass --model PATH; {LAYOUT}")
     return load_directory(root, preset)
-
-
-def _preset_names():
-    from .presets import PRESETS
-
-    return PRESETS
 
 
 def save_backbone(backbone: Backbone, out: str | Path) -> Path:

@@ -37,7 +37,7 @@ def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 def save_checkpoint(root: Path, step: int, model_state: dict, optimizer: torch.optim.Optimizer, lr_scheduler,
                     ema_state: list[torch.Tensor] | None, extra: dict, keep: int) -> Path:
-    """Write <root>/step-XXXXXXX atomically, then prune to the newest `keep`."""
+    """Write <root>/step-<7-digit step> atomically, then prune to the newest `keep`."""
     path = root / f"step-{step:07d}"
     with atomic_dir(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, tmp / "model.safetensors")

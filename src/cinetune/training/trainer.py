@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -150,7 +151,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             for micro in range(cfg.grad_accum):
                 batch = task.batch(step, micro, rank, world)
                 sync = micro == cfg.grad_accum - 1
-                ctx = accelerator.no_sync(model) if not sync else _nullcontext()
+                ctx = accelerator.no_sync(model) if not sync else nullcontext()
                 with ctx, accelerator.autocast():
                     loss, extra = task.loss(model, batch)
                     accelerator.backward(loss / cfg.grad_accum)
@@ -199,14 +200,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         log.close()
         bar.close()
     return out
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _with_ema(task, ema: EMA | None, fn):
