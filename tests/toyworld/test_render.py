@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cinetune.errors import CinetuneError  # noqa: F401
 from cinetune.toyworld import IDENTITIES, RenderConfig, ToyWorldDataset, render, render_clip, sample_scene
 from cinetune.toyworld.captions import MOTION_PHRASES, SHAPE_WORDS
 from cinetune.toyworld.roster import CLASS_ID

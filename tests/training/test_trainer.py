@@ -11,13 +11,13 @@ from safetensors.torch import load_file
 
 from cinetune.config import merge, parse_overrides
 from cinetune.errors import CinetuneError
-from cinetune.training import preset_config, train
+from cinetune.training import TrainConfig, preset_config, train
 from cinetune.training.tasks import make_task, step_generator
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tiny(tmp_path: Path, name: str, **over) -> "TrainConfig":  # noqa: F821
+def tiny(tmp_path: Path, name: str, **over) -> TrainConfig:
     return preset_config("tiny", {"output_dir": str(tmp_path / name), **over})
 
 

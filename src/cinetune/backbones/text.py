@@ -25,15 +25,15 @@ class TextEncoder(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> torch.Tensor:
-        for p in dict.fromkeys(prompts):
-            if p not in self._cache:
-                # One prompt per call: batched matmuls round differently by batch size, and an embedding must not
-                # depend on which other prompts it was first encoded with (exact resume depends on it).
-                emb = self._encode(p)
-                if len(self._cache) >= 50_000:  # captions repeat across epochs; keep memory bounded
-                    return torch.stack([self._cache.get(q, emb if q == p else self._encode(q)) for q in prompts])
-                self._cache[p] = emb
-        return torch.stack([self._cache[p] for p in prompts])
+        # One prompt per call: batched matmuls round differently by batch size, and an embedding must not depend on
+        # which other prompts it was first encoded with (exact resume depends on it).
+        found = {p: self._cache.get(p) for p in dict.fromkeys(prompts)}
+        for p, emb in found.items():
+            if emb is None:
+                found[p] = emb = self._encode(p)
+                if len(self._cache) < 50_000:  # captions repeat across epochs; keep memory bounded
+                    self._cache[p] = emb
+        return torch.stack([found[p] for p in prompts])
 
     def _encode(self, prompt: str) -> torch.Tensor:
         tok = self.tokenizer([prompt], padding="max_length", truncation=True, max_length=self.max_len,

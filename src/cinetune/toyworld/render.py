@@ -72,7 +72,7 @@ def _background(spec: SceneSpec, g: _Grid, pan_px: np.ndarray) -> tuple[np.ndarr
     if bg.kind == "flat":
         a = np.zeros((1, 1, 1), np.float32)
     elif bg.kind == "gradient":
-        a = (yy / g.H) + 0 * wx[:1, :1, :1]
+        a = yy / g.H
     elif bg.kind == "stripes":
         a = 0.5 * ((np.floor(wx / period) % 2) == 0).astype(np.float32)  # half contrast keeps objects salient
     else:  # checker

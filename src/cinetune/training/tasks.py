@@ -147,12 +147,16 @@ class VAETask(Task):
         loss = mse + 0.1 * (rec - x).abs().mean() + (0.0 if self.cfg.decoder_only else self.cfg.kl_weight * kl)
         return loss, {"mse": mse.item(), "kl": kl.item()}
 
+    def _full_clips(self, n: int, seed_offset: int, start: int = 0) -> torch.Tensor:
+        """Held-out 17-frame clips (the DiTs' clip length, whatever the training crop) -> (n,3,17,H,W)."""
+        full = RenderConfig(frames=17, height=self.cfg.data.height, width=self.cfg.data.width)
+        data = ToyWorldDataset(start + n, seed=self.cfg.data.seed + seed_offset, cfg=full)
+        return torch.stack([data[i]["video"] for i in range(start, start + n)]).to(self.device)
+
     @torch.no_grad()
     def validate(self, out_dir: Path, step: int) -> dict:
         """PSNR on held-out full-length (17-frame) clips, plus a side-by-side GIF."""
-        full = RenderConfig(frames=17, height=self.cfg.data.height, width=self.cfg.data.width)
-        val = ToyWorldDataset(8, seed=self.cfg.data.seed + 1, cfg=full)
-        x = torch.stack([val[i]["video"] for i in range(8)]).to(self.device)
+        x = self._full_clips(8, seed_offset=1)
         self.vae.eval()
         rec = self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         self.vae.train()
@@ -165,13 +169,9 @@ class VAETask(Task):
     @torch.no_grad()
     def export(self, out_dir: Path) -> None:
         """Save the VAE with per-channel latent statistics so latents reach unit scale (WanPipeline convention)."""
-        full = RenderConfig(frames=17, height=self.cfg.data.height, width=self.cfg.data.width)
-        data = ToyWorldDataset(64, seed=self.cfg.data.seed + 2, cfg=full)
         self.vae.eval()
-        zs = []
-        for s in range(0, 64, 8):
-            x = torch.stack([data[i]["video"] for i in range(s, s + 8)]).to(self.device)
-            zs.append(self.vae.encode(x).latent_dist.mode().float())
+        zs = [self.vae.encode(self._full_clips(8, seed_offset=2, start=s)).latent_dist.mode().float()
+              for s in range(0, 64, 8)]
         z = torch.cat(zs).transpose(0, 1).flatten(1)
         self.vae.register_to_config(latents_mean=z.mean(1).tolist(), latents_std=z.std(1).clamp_min(1e-3).tolist())
         self.vae.save_pretrained(out_dir / "vae", safe_serialization=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
