@@ -1,4 +1,6 @@
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from cinetune.assets.cards import export_asset
 from cinetune.errors import CinetuneError
@@ -9,7 +11,8 @@ def test_export_asset_writes_weights_and_a_card_with_measured_numbers(tmp_path):
     run = train(preset_config("tiny", {"output_dir": str(tmp_path / "run"), "steps": 2}), progress=False)
     dest = export_asset(run, "tiny-model", root=tmp_path / "assets")
     card = (dest / "README.md").read_text()
-    assert (dest / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    weights = dest / "transformer" / "diffusion_pytorch_model.safetensors"
+    assert {t.dtype for t in load_file(weights).values()} == {torch.float16}  # shipped at half size
     assert (dest / "samples.gif").is_file() and (dest / "loss.png").is_file()
     assert "Training wall time" in card and "Parameters:" in card and "cinetune train base --preset" in card
     with pytest.raises(CinetuneError, match="no final"):
