@@ -86,9 +86,12 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .config import load_yaml, merge, parse_overrides
     from .training import preset_config, train
 
-    if a.method != "base":
-        raise CinetuneError(f"unknown training method {a.method!r}; available: base")
+    methods = {"base": ("dit", "vae"), "features": ("video-encoder", "identity-encoder", "annotator")}
+    if a.method not in methods:
+        raise CinetuneError(f"unknown training method {a.method!r}; available: {', '.join(methods)}")
     cfg = preset_config(a.preset)
+    if cfg.task not in methods[a.method]:
+        raise CinetuneError(f"preset {a.preset!r} trains a {cfg.task}, not a `{a.method}` model")
     if a.config:
         cfg = merge(cfg, load_yaml(a.config))
     if a.overrides:
@@ -105,11 +108,69 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
-    if a.name != "foundation":
-        raise CinetuneError(f"unknown benchmark {a.name!r}; available: foundation")
-    from .bench.foundation import run
+    import importlib
 
+    names = {"foundation": "foundation", "metrics": "metrics"}
+    if a.name not in names:
+        raise CinetuneError(f"unknown benchmark {a.name!r}; available: {', '.join(names)}")
+    run = importlib.import_module(f".bench.{names[a.name]}", __package__).run
     print(run(Path(a.out), quick=a.quick))
+
+
+def cmd_extract(a: argparse.Namespace) -> None:
+    from .conditions import annotations_for, exact_condition, get_extractor
+    from .io import read_video, write_video
+
+    video, fps = read_video(a.video)
+    if a.backend == "exact":
+        cond = exact_condition(annotations_for(a.video), a.kind)
+    else:
+        cond = get_extractor(a.kind, backend=a.backend, edges=a.edges)(video, progress=True)
+    print(write_video(a.out, cond, int(round(fps))))
+
+
+def _read_set(folder: str) -> tuple[list, list[str]]:
+    from .io import read_video
+    from .metrics.evaluate import list_videos
+
+    files = list_videos(folder)
+    return [read_video(f)[0] for f in files], [f.stem for f in files]
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    from .io import write_json, write_text
+    from .metrics.evaluate import EvalConfig, evaluate, folder_metadata, markdown_table
+
+    gen, names = _read_set(a.generated)
+    ref = None
+    meta = {}
+    if a.reference:
+        ref, ref_names = _read_set(a.reference)
+        meta = folder_metadata(a.reference)
+    prompts = None
+    if a.prompts:
+        path = Path(a.prompts)
+        if not path.is_file():
+            raise CinetuneError(f"prompts file not found: {path}")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    elif meta and ref is not None and all(n in meta for n in ref_names) and len(ref_names) == len(gen):
+        prompts = [meta[n]["caption"] for n in ref_names]  # render-toy references carry their captions
+    identities = None
+    if meta and ref is not None and all(n in meta for n in ref_names) and len(ref_names) == len(gen):
+        identities = [[i["index"] for i in meta[n].get("identities", [])] for n in ref_names]
+    metrics = tuple(m for m in a.metrics.split(",") if m) if a.metrics else EvalConfig.metrics
+    cfg = EvalConfig(metrics=metrics, conditions=tuple(c for c in a.conditions.split(",") if c), features=a.features,
+                     backend=a.backend)
+    report = evaluate(gen, ref, prompts, identities, cfg, names)
+    out = Path(a.out)
+    write_json(out, report)
+    md = out.with_suffix(".md")
+    write_text(md, f"# cinetune eval\n\ngenerated: `{a.generated}` ({len(gen)} videos)"
+                   + (f"; reference: `{a.reference}` ({len(ref)})" if ref is not None else "")
+                   + f"; features: {a.features}\n\n" + markdown_table(report))
+    print(markdown_table(report), end="")
+    print(out)
+    print(md)
 
 
 def cmd_presets(a: argparse.Namespace) -> None:
@@ -119,9 +180,9 @@ def cmd_presets(a: argparse.Namespace) -> None:
     print("models:")
     for p in PRESETS.values():
         print(f"  {p.name:18s} {p.description}")
-    print("training presets (cinetune train base --preset NAME):")
+    print("training presets (cinetune train base|features --preset NAME):")
     for name, d in TRAIN.items():
-        print(f"  {name:18s} task={d['task']} backbone={d['backbone']} steps={d['steps']}")
+        print(f"  {name:20s} task={d['task']} backbone={d.get('backbone', '-')} steps={d['steps']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_render_toy)
 
     t = sub.add_parser("train", help="train with the shared trainer: cinetune train base --preset toy-small")
-    t.add_argument("method", help="base")
+    t.add_argument("method", help="base (DiTs, VAE) | features (toy video/identity encoders, annotator)")
     t.add_argument("--preset", required=True)
     t.add_argument("--config", help="YAML file applied on top of the preset")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
@@ -171,8 +232,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", required=True, help="asset name, e.g. toy-large")
     e.set_defaults(fn=cmd_export_asset)
 
+    x = sub.add_parser("extract", help="condition video from a video: canny, hed, depth, pose, ...")
+    x.add_argument("--kind", required=True)
+    x.add_argument("--video", required=True)
+    x.add_argument("--out", required=True, help="output video (.mp4/.gif)")
+    x.add_argument("--backend", default="toy", help="toy | exact (render-toy clips) | model dir | module:function")
+    x.add_argument("--edges", default="canny", help="edge map behind scribble/lineart/mlsd: canny | hed")
+    x.set_defaults(fn=cmd_extract)
+
+    v = sub.add_parser("eval", help="metrics of generated videos against references")
+    v.add_argument("--generated", required=True, help="folder of videos")
+    v.add_argument("--reference", default=None, help="folder of videos (paired by sorted file name)")
+    v.add_argument("--prompts", default=None, help="text file, one prompt per generated video (sorted order)")
+    v.add_argument("--metrics", default="", help="comma list; default: all that the inputs allow")
+    v.add_argument("--conditions", default="canny,depth,pose,segmentation", help="kinds for condition adherence")
+    v.add_argument("--features", default="toy", help="toy | toy:DIR | local CLIP directory")
+    v.add_argument("--backend", default="toy", help="extractor backend for depth/pose/segmentation")
+    v.add_argument("--out", default="report.json")
+    v.set_defaults(fn=cmd_eval)
+
     b = sub.add_parser("bench", help="measure and write benchmarks/results/<name>.md")
-    b.add_argument("name", help="foundation")
+    b.add_argument("name", help="foundation | metrics")
     b.add_argument("--quick", action="store_true")
     b.add_argument("--out", default="benchmarks/results")
     b.set_defaults(fn=cmd_bench)

@@ -10,15 +10,13 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..conditions.base import PALETTE as _PALETTE
 from ..io import atomic_path, write_text, write_video
 from .dataset import clip_seed, render_clip
 from .render import Clip
 from .roster import CLASSES, IDENTITIES
 from .scene import RenderConfig
 
-# Fixed palette for label maps (index 0 = black background).
-_PALETTE = np.array([(0, 0, 0)] + [tuple(int(c) for c in np.random.default_rng(k).integers(40, 256, 3)) for k in range(1, 64)],
-                    np.uint8)
 
 
 def condition_videos(clip: Clip) -> dict[str, np.ndarray]:

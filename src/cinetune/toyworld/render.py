@@ -301,25 +301,38 @@ def _actor_layers(a: ActorSpec, idx: int, kp: np.ndarray, g: _Grid, inst: int) -
             _Layer(face, fcol, a.depth - 1e-3, inst, CLASS_ID["face"], face=idx + 1))
 
 
-def _skeleton_image(kps: list[np.ndarray], g: _Grid) -> np.ndarray:
-    """OpenPose-style skeleton rendering (F,H,W,3) uint8 of all actors' keypoints."""
+def _skeleton_image(kps: list[np.ndarray], g: _Grid, visible: list[np.ndarray] | None = None) -> np.ndarray:
+    """OpenPose-style skeleton rendering (F,H,W,3) uint8 of all actors' keypoints (F,18,2); `visible` (F,18) bool
+    per actor hides missing keypoints and the limbs touching them (None: draw everything)."""
     img = np.zeros((g.F, g.H, g.W, 3), np.uint8)
     if not kps:
         return img
     lim = np.array(LIMBS)
     colours = np.array(LIMB_COLOURS, np.uint8)
     width = max(0.7, 0.018 * g.unit)
-    for kp in kps:
+    for j, kp in enumerate(kps):
         dist = _segment_dist(kp[:, lim[:, 0]], kp[:, lim[:, 1]], g.x, g.y)  # (F,17,H,W)
         on = dist < width
+        dots = ((g.x[None, None, None, :] - kp[:, :, 0, None, None]) ** 2
+                + (g.y[None, None, :, None] - kp[:, :, 1, None, None]) ** 2) < (1.3 * width) ** 2  # (F,18,H,W)
+        if visible is not None:
+            v = visible[j]
+            on &= (v[:, lim[:, 0]] & v[:, lim[:, 1]])[:, :, None, None]
+            dots &= v[:, :, None, None]
         nearest = np.argmin(np.where(on, dist, np.inf), axis=1)
         hit = on.any(1)
         img[hit] = colours[nearest[hit]]
-        dots = ((g.x[None, None, None, :] - kp[:, :, 0, None, None]) ** 2
-                + (g.y[None, None, :, None] - kp[:, :, 1, None, None]) ** 2) < (1.3 * width) ** 2  # (F,18,H,W)
-        dot = dots.any(1)
-        img[dot] = (255, 255, 255)
+        img[dots.any(1)] = (255, 255, 255)
     return img
+
+
+def draw_skeleton(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
+    """keypoints (F,A,18,3) (x, y, visible) in pixels -> OpenPose-style skeleton video (F,H,W,3) uint8, drawn as the
+    renderer draws its own (so extracted and exact pose conditions look alike)."""
+    g = _Grid(RenderConfig(frames=keypoints.shape[0], height=height, width=width))
+    kp = np.asarray(keypoints, np.float32)
+    return _skeleton_image([kp[:, a, :, :2] for a in range(kp.shape[1])], g,
+                           [kp[:, a, :, 2] > 0 for a in range(kp.shape[1])])
 
 
 def render(spec: SceneSpec, cfg: RenderConfig | None = None) -> Clip:

@@ -8,6 +8,9 @@ from ..config import merge
 from ..errors import CinetuneError
 
 
+TASKS = ("dit", "vae", "video-encoder", "identity-encoder", "annotator")
+
+
 @dataclass
 class DataConfig:
     seed: int = 0  # toy-world dataset seed (validation uses seed + 1, never seen in training)
@@ -19,6 +22,7 @@ class DataConfig:
     max_actors: int = 2
     latent_cache: int = 0  # >0: pre-encode this many clips once (DiT tasks); the VAE is frozen so this is exact
     cache_path: str = ""  # where the cache lives (shared between runs); default: <output_dir>/latents.safetensors
+    clip_cache: int = 0  # feature-network tasks: render this many clips once into memory
     caption_dropout: float = 0.1  # for classifier-free guidance
     crop: int = 0  # VAE only: train on random square crops of this size (the VAE is convolutional; 4x cheaper at 32)
 
@@ -38,7 +42,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     preset: str = ""  # the preset this run started from (recorded for model cards)
-    task: str = "dit"  # "dit" (flow matching) or "vae"
+    task: str = "dit"  # one of TASKS
     backbone: str = "toy-small"
     init: str = ""  # start from these weights ("" = the preset's random init)
     output_dir: str = "runs/toy-small"
@@ -62,8 +66,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def validate(self) -> "TrainConfig":
-        if self.task not in ("dit", "vae"):
-            raise CinetuneError(f"task must be 'dit' or 'vae', got {self.task!r}")
+        if self.task not in TASKS:
+            raise CinetuneError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.steps <= 0 or self.batch_size <= 0 or self.grad_accum <= 0:
             raise CinetuneError("steps, batch_size and grad_accum must be positive")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -95,6 +99,22 @@ PRESETS: dict[str, dict] = {
                       ema_decay=0.995, mixed_precision="no",
                       data=dict(latent_cache=3000, cache_path="runs/latents-17x64x64.safetensors"),
                       optim=dict(lr=3e-4, warmup_steps=100), checkpoint_every=250, validate_every=500),
+    # Second stage for toy-large: continues stage one at a lower peak LR on a larger latent cache (the first stage's
+    # loss was still falling when its cosine schedule ended; more data keeps the longer run from memorising clips).
+    "toy-large-2": dict(task="dit", backbone="toy-large", init="runs/toy-large/final/transformer",
+                        output_dir="runs/toy-large-2", steps=3000, batch_size=8, ema_decay=0.998, mixed_precision="no",
+                        data=dict(latent_cache=4000, cache_path="runs/latents-17x64x64.safetensors"),
+                        optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=1000),
+    # Toy feature networks (issue: conditions and evaluation). Small convnets; each trains in minutes on one core.
+    "toy-video-encoder": dict(task="video-encoder", output_dir="runs/toy-video-encoder", steps=1200, batch_size=32,
+                              data=dict(clip_cache=4000), num_validation=500, optim=dict(lr=1e-3, warmup_steps=50),
+                              checkpoint_every=250, validate_every=500),
+    "toy-identity-encoder": dict(task="identity-encoder", output_dir="runs/toy-identity-encoder", steps=1200,
+                                 batch_size=128, data=dict(clip_cache=1500), num_validation=300,
+                                 optim=dict(lr=2e-3, warmup_steps=50), checkpoint_every=300, validate_every=400),
+    "toy-annotator": dict(task="annotator", output_dir="runs/toy-annotator", steps=1500, batch_size=24,
+                          data=dict(clip_cache=1200), num_validation=40, optim=dict(lr=1e-3, warmup_steps=50),
+                          checkpoint_every=250, validate_every=500),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),

@@ -262,4 +262,6 @@ class DiTTask(Task):
 
 
 def make_task(cfg: TrainConfig, device: torch.device) -> Task:
-    return {"vae": VAETask, "dit": DiTTask}[cfg.task](cfg, device)
+    from .feature_tasks import FEATURE_TASKS
+
+    return {"vae": VAETask, "dit": DiTTask, **FEATURE_TASKS}[cfg.task](cfg, device)

@@ -1,0 +1,16 @@
+"""Metrics: each a small pure function, plus `evaluate` for sets of videos. Feature networks are pluggable
+(toy-trained by default, local real-scale weights when given)."""
+
+from .colour import oversaturation, saturation_stats
+from .condition import depth_error, edge_f1, miou, pose_pck
+from .evaluate import METRICS, EvalConfig, adherence, evaluate, markdown_table
+from .fidelity import psnr, ssim
+from .frechet import frechet_distance
+from .identity import greedy_match, identity_similarity
+from .instances import instance_events, instance_preservation
+from .temporal import dynamic_degree, temporal_consistency
+
+__all__ = ["METRICS", "EvalConfig", "adherence", "depth_error", "dynamic_degree", "edge_f1", "evaluate",
+           "frechet_distance", "greedy_match", "identity_similarity", "instance_events", "instance_preservation",
+           "markdown_table", "miou", "oversaturation", "pose_pck", "psnr", "saturation_stats", "ssim",
+           "temporal_consistency"]

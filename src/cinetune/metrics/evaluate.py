@@ -1,0 +1,210 @@
+"""Batched evaluation of a generated set against a reference set: every metric of this package, one report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import CinetuneError
+from .colour import oversaturation, saturation_stats
+from .condition import depth_error, edge_f1, miou, pose_pck
+from .fidelity import psnr, ssim
+from .frechet import frechet_distance
+from .identity import identity_similarity
+from .instances import instance_preservation
+from .temporal import dynamic_degree, temporal_consistency
+
+PAIRED = ("psnr", "ssim", "perceptual", "adherence")
+METRICS = ("psnr", "ssim", "perceptual", "fvd", "alignment", "temporal", "dynamic", "instances", "saturation",
+           "adherence", "identity")
+# Which direction is better, for reports.
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "perceptual": False, "fvd": False, "alignment": True,
+                    "temporal_consistency": True, "dynamic_degree": None, "instance_preservation": True,
+                    "oversaturation": False, "face_sim_min": True}
+EDGE_KINDS = ("canny", "hed", "scribble", "lineart", "mlsd")
+
+
+@dataclass
+class EvalConfig:
+    metrics: tuple[str, ...] = METRICS
+    conditions: tuple[str, ...] = ("canny", "depth", "pose", "segmentation")  # adherence kinds
+    features: str = "toy"  # metrics.features.load_features spec
+    backend: str = "toy"  # condition extractors' backend for depth / normal / segmentation / pose
+    pck_threshold: float = 0.05  # PCK radius as a fraction of max(H, W)
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> "EvalConfig":
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad:
+            raise CinetuneError(f"unknown metric(s) {', '.join(bad)}; known: {', '.join(METRICS)}")
+        from ..conditions import KINDS
+
+        bad = [c for c in self.conditions if c not in KINDS]
+        if bad:
+            raise CinetuneError(f"unknown condition(s) {', '.join(bad)}; known: {', '.join(KINDS)}")
+        return self
+
+
+def adherence(kind: str, extractor, generated: np.ndarray, reference: np.ndarray, pck_threshold: float = 0.05) -> float:
+    """Condition adherence of one generated video: its re-extracted condition vs the reference video's.
+    Edge kinds: F1 (higher better); depth: aligned mean absolute error (lower better); normal: mean angle in
+    degrees (lower better); segmentation: mIoU; pose: PCK."""
+    g, r = extractor.analyse(generated), extractor.analyse(reference)
+    if kind in EDGE_KINDS:
+        return edge_f1(g > 127, r > 127)
+    if kind == "depth":
+        return depth_error(g, r)
+    if kind == "normal":
+        return float(np.degrees(np.arccos(np.clip((g * r).sum(-1), -1, 1))).mean())
+    if kind == "segmentation":
+        return miou(g, r, int(max(g.max(), r.max())) + 1)
+    if kind == "pose":
+        thr = pck_threshold * max(generated.shape[1:3])
+        return pose_pck(list(g), list(r), thr)
+    raise CinetuneError(f"no adherence measure for {kind!r}")
+
+
+ADHERENCE_NAME = {"depth": "depth_error", "normal": "normal_error_deg", "segmentation": "seg_miou", "pose": "pose_pck"}
+
+
+def adherence_name(kind: str) -> str:
+    return ADHERENCE_NAME.get(kind, f"{kind}_f1")
+
+
+def _check_pairs(generated, reference, names):
+    if len(generated) != len(reference):
+        raise CinetuneError(f"paired metrics need as many generated as reference videos: {len(generated)} vs "
+                            f"{len(reference)}")
+    for i, (g, r) in enumerate(zip(generated, reference)):
+        if g.shape != r.shape:
+            raise CinetuneError(f"{names[i] if names else i}: generated {g.shape} and reference {r.shape} differ in "
+                                "shape")
+
+
+def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = None, prompts: list[str] | None = None,
+             identities: list[list[int]] | None = None, cfg: EvalConfig | None = None,
+             names: list[str] | None = None) -> dict:
+    """Evaluate videos (each (F,H,W,3) uint8). reference: the reference set (paired metrics need equal counts and
+    shapes); prompts: one per generated video (alignment); identities: toy roster indices expected in each video.
+    Returns {"summary": {metric: value}, "per_video": [{...}], "config": {...}}."""
+    cfg = (cfg or EvalConfig()).validate()
+    want = set(cfg.metrics)
+    if not generated:
+        raise CinetuneError("no generated videos to evaluate")
+    if reference is None:
+        want -= set(PAIRED) | {"fvd"}
+    elif want & set(PAIRED):
+        _check_pairs(generated, reference, names)
+    if prompts is None:
+        want.discard("alignment")
+    elif len(prompts) != len(generated):
+        raise CinetuneError(f"{len(prompts)} prompts for {len(generated)} videos")
+    if identities is None:
+        want.discard("identity")
+    per = [{"name": names[i] if names else str(i)} for i in range(len(generated))]
+    summary: dict[str, float] = {}
+    feats = None
+    if want & {"perceptual", "fvd", "alignment", "temporal"}:
+        from .features import load_features
+
+        feats = load_features(cfg.features)
+    extractors = {}
+    if "adherence" in want:
+        from ..conditions import get_extractor
+
+        extractors = {k: get_extractor(k, backend=cfg.backend) for k in cfg.conditions}
+    faces = None
+    if "identity" in want:
+        from .identity import ToyFaces
+
+        faces = ToyFaces()
+    seg = None
+    if "instances" in want:
+        from ..conditions import get_extractor
+
+        seg = get_extractor("segmentation", backend=cfg.backend)
+    for i, g in enumerate(tqdm(generated, desc="evaluate", disable=not cfg.progress, leave=False)):
+        row = per[i]
+        r = reference[i] if reference is not None and i < len(reference) else None
+        if "psnr" in want:
+            row["psnr"] = psnr(g, r)
+        if "ssim" in want:
+            row["ssim"] = ssim(g, r)
+        if "perceptual" in want:
+            row["perceptual"] = feats.perceptual(g, r)
+        if "alignment" in want:
+            row["alignment"] = feats.alignment(g, prompts[i])
+        if "temporal" in want:
+            row["temporal_consistency"] = temporal_consistency(feats.frame_embeddings(g))
+        if "dynamic" in want:
+            moving, score = dynamic_degree(g)
+            row["dynamic_degree"], row["flow_score"] = float(moving), score
+        if "instances" in want:
+            row["instance_preservation"] = instance_preservation(seg.analyse(g))
+        if "adherence" in want:
+            for k, ex in extractors.items():
+                row[adherence_name(k)] = adherence(k, ex, g, r, cfg.pck_threshold)
+        if "identity" in want:
+            ids = identities[i]
+            if ids:
+                row.update(identity_similarity(faces.video_embeddings(g), faces.reference_embeddings(ids)))
+    keys = [k for k in per[0] if k != "name"]
+    for k in keys:
+        vals = np.array([row.get(k, np.nan) for row in per], np.float64)
+        if np.isfinite(vals).any():
+            summary[k] = float(np.nanmean(vals))
+    if "fvd" in want:
+        summary["fvd"] = frechet_distance(feats.video_features(generated), feats.video_features(reference))
+    if "saturation" in want:
+        summary.update(saturation_stats(generated))
+        if reference is not None:
+            summary["oversaturation"] = oversaturation(generated, reference)
+    return {"summary": summary, "per_video": per,
+            "config": {"metrics": sorted(want), "conditions": list(cfg.conditions), "features": cfg.features,
+                       "backend": cfg.backend, "n_generated": len(generated),
+                       "n_reference": len(reference) if reference is not None else 0}}
+
+
+def markdown_table(report: dict) -> str:
+    """The report's summary as a markdown table (arrows give the better direction)."""
+    lines = ["| metric | value | better |", "|---|---:|:---:|"]
+    for k, v in report["summary"].items():
+        better = HIGHER_IS_BETTER.get(k)
+        if k.endswith("_f1") or k in ("seg_miou", "pose_pck", "face_sim_mean", "face_found"):
+            better = True
+        if k in ("depth_error", "normal_error_deg"):
+            better = False
+        arrow = "" if better is None else ("↑" if better else "↓")
+        lines.append(f"| {k} | {v:.4g} | {arrow} |")
+    return "\n".join(lines) + "\n"
+
+
+VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".mkv", ".mov", ".avi")
+
+
+def list_videos(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CinetuneError(f"not a directory: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not files:
+        raise CinetuneError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {folder}")
+    return files
+
+
+def folder_metadata(folder: str | Path) -> dict[str, dict]:
+    """render-toy's metadata.jsonl next to (or above) a folder of clips, keyed by clip name; {} if absent."""
+    folder = Path(folder)
+    for cand in (folder / "metadata.jsonl", folder.parent / "metadata.jsonl"):
+        if cand.is_file():
+            try:
+                rows = [json.loads(line) for line in cand.read_text().splitlines() if line.strip()]
+            except json.JSONDecodeError as e:
+                raise CinetuneError(f"{cand}: not valid JSON lines ({e})") from None
+            return {r["name"]: r for r in rows if "name" in r}
+    return {}
