@@ -93,10 +93,11 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
 
     d = cfg["data"]
     lines = [f"# {name}", "", "Trained by cinetune's own recipe on the procedural toy world (no external data).", "",
-             f"- Recipe: `cinetune train base --preset {cfg.get('preset') or name}` (config below; `--resume` continues a "
-             "stopped run)",
+             f"- Recipe: `cinetune train {'base' if cfg['task'] in ('dit', 'vae') else 'features'} --preset "
+             f"{cfg.get('preset') or name}` (config below; `--resume` continues a stopped run)",
              f"- Data: toy-world clips, dataset seed {d['seed']}, {d['frames']} frames x {d['height']}x{d['width']}"
              + (f", latent cache of {d['latent_cache']} clips" if d.get("latent_cache") else "")
+             + (f", {d['clip_cache']} clips rendered once" if d.get("clip_cache") else "")
              + (f", random {d['crop']}x{d['crop']} crops" if d.get("crop") else ""),
              *([f"- Initialised from `{cfg['init']}`" + (" (decoder-only stage: encoder and latents unchanged)"
                                                           if cfg.get("decoder_only") else "")] if cfg.get("init") else []),
@@ -106,11 +107,16 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
     if "val_psnr" in summary:
         lines.append(f"- Held-out reconstruction PSNR (8 clips, 17x64x64, seed {d['seed'] + 1}): "
                      f"**{summary['val_psnr']:.2f} dB**")
+    held_out = {k: v for k, v in summary.items() if k not in ("steps", "wall_seconds_this_run", "processes",
+                                                               "final_loss", "val_psnr")}
+    if held_out:
+        lines.append(f"- Held-out evaluation ({cfg.get('num_validation')} clips of dataset seed {d['seed'] + 1}, never "
+                     "trained on): " + ", ".join(f"**{k} = {v:.3f}**" for k, v in held_out.items()))
     n = sum(t.numel() for w in dest.rglob("*.safetensors") for t in load_file(w).values())
     lines.append(f"- Parameters: {n / 1e6:.2f} M")
     lines += ["", "Loss curve: `loss.png`." + (
         " Samples: `samples.gif`, generated at export with the shipped VAE from held-out captions "
         f"(`samples.txt`), {CARD_STEPS} steps, guidance 5, seed 0." if cfg["task"] == "dit"
-        else " Reconstructions (left: input, right: decoded): `samples.gif`."),
+        else " Reconstructions (left: input, right: decoded): `samples.gif`." if cfg["task"] == "vae" else ""),
               "", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)

@@ -57,21 +57,28 @@ def keypoint_heatmaps(keypoints: torch.Tensor, height: int, width: int, sigma: f
 def heatmap_peaks(heatmaps: torch.Tensor, threshold: float = 0.3, max_peaks: int = 4) -> torch.Tensor:
     """Keypoint detections from heatmaps (K,H,W) -> (K,max_peaks,3) of (x, y, score) in pixels, score 0 = none.
 
-    Local maxima above `threshold` (3x3 non-maximum suppression), refined to sub-pixel by the 3x3 weighted centroid."""
+    Local maxima above `threshold` (3x3 non-maximum suppression), refined to sub-pixel by a log-parabola fit."""
     K, H, W = heatmaps.shape
     h = heatmaps.float()[None]
     is_peak = (h == F.max_pool2d(h, 3, 1, 1)) & (h > threshold)
+    # a keypoint between pixel centres makes a plateau of equal maxima: keep one of adjacent plateau pixels
+    index = torch.where(is_peak, torch.arange(H * W, dtype=torch.float32).view(1, 1, H, W), torch.tensor(-1.0))
+    is_peak &= index == F.max_pool2d(index, 3, 1, 1)
     scores = torch.where(is_peak, h, torch.zeros_like(h))[0].flatten(1)  # (K,H*W)
     top, idx = scores.topk(min(max_peaks, H * W), dim=1)
-    ys, xs = (idx // W).float(), (idx % W).float()
-    # 3x3 centroid around each peak
-    win = F.unfold(h.transpose(0, 1), 3, padding=1).view(K, 9, H * W)  # (K,9,HW)
-    w = win.gather(2, idx[:, None, :].expand(K, 9, idx.shape[1]))  # (K,9,P)
-    off = torch.tensor([-1.0, 0.0, 1.0])
-    dy, dx = off.repeat_interleave(3), off.repeat(3)
-    norm = w.sum(1).clamp_min(1e-6)
-    xs = xs + (w * dx[None, :, None]).sum(1) / norm + 0.5
-    ys = ys + (w * dy[None, :, None]).sum(1) / norm + 0.5
+    ys, xs = idx // W, idx % W
+    # sub-pixel: a parabola through the log values of each peak and its two neighbours per axis (exact for Gaussians)
+    logh = h[0].clamp_min(1e-6).log()
+    k = torch.arange(K)[:, None].expand_as(idx)
+
+    def offset(lo, mid, hi):
+        den = lo - 2 * mid + hi
+        return torch.where(den < -1e-9, 0.5 * (lo - hi) / den.clamp(max=-1e-9), torch.zeros_like(den)).clamp(-0.5, 0.5)
+
+    c = logh[k, ys, xs]
+    dx = offset(logh[k, ys, (xs - 1).clamp(min=0)], c, logh[k, ys, (xs + 1).clamp(max=W - 1)])
+    dy = offset(logh[k, (ys - 1).clamp(min=0), xs], c, logh[k, (ys + 1).clamp(max=H - 1), xs])
+    xs, ys = xs.float() + dx + 0.5, ys.float() + dy + 0.5
     out = torch.stack([xs, ys, top], -1)
     out[top <= 0] = 0.0
     return out

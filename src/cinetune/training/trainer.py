@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                     save_checkpoint(ckpt_root, done, accelerator.unwrap_model(model).state_dict(), optimizer,
                                     lr_scheduler, ema.shadow if ema else None, {"config": to_yaml(cfg)},
                                     cfg.keep_checkpoints)
-                    plot_loss(log.path, out / "loss.png", f"{cfg.backbone} {cfg.task}")
+                    plot_loss(log.path, out / "loss.png", cfg.preset or f"{cfg.backbone} {cfg.task}")
             if stop_after is not None and done >= stop_after:
                 return out
         bar.close()
@@ -194,7 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             summary = {"steps": cfg.steps, "wall_seconds_this_run": round(wall, 1), "processes": world,
                        "final_loss": total, **final}
             write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-            plot_loss(log.path, out / "loss.png", f"{cfg.backbone} {cfg.task}")
+            plot_loss(log.path, out / "loss.png", cfg.preset or f"{cfg.backbone} {cfg.task}")
     finally:
         log.close()
         bar.close()
