@@ -138,6 +138,8 @@ def _read_set(folder: str) -> tuple[list, list[str]]:
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
+    import numpy as np
+
     from .io import write_json, write_text
     from .metrics.evaluate import EvalConfig, evaluate, folder_metadata, markdown_table
 
@@ -159,9 +161,21 @@ def cmd_eval(a: argparse.Namespace) -> None:
     if meta and ref is not None and all(n in meta for n in ref_names) and len(ref_names) == len(gen):
         identities = [[i["index"] for i in meta[n].get("identities", [])] for n in ref_names]
     metrics = tuple(m for m in a.metrics.split(",") if m) if a.metrics else EvalConfig.metrics
+    face_images = None
+    if a.face_references:
+        import imageio.v3 as iio
+
+        folder = Path(a.face_references)
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if folder.is_dir() else []
+        if not files:
+            raise CinetuneError(f"--face-references: no .png/.jpg images in {folder}")
+        try:
+            face_images = [np.asarray(iio.imread(p))[..., :3].astype(np.uint8) for p in files]
+        except Exception as e:
+            raise CinetuneError(f"--face-references: cannot read an image in {folder}: {e}") from None
     cfg = EvalConfig(metrics=metrics, conditions=tuple(c for c in a.conditions.split(",") if c), features=a.features,
-                     backend=a.backend)
-    report = evaluate(gen, ref, prompts, identities, cfg, names)
+                     backend=a.backend, faces="dlib" if face_images is not None else "toy")
+    report = evaluate(gen, ref, prompts, identities, cfg, names, face_images)
     out = Path(a.out)
     write_json(out, report)
     md = out.with_suffix(".md")
@@ -248,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--conditions", default="canny,depth,pose,segmentation", help="kinds for condition adherence")
     v.add_argument("--features", default="toy", help="toy | toy:DIR | local CLIP directory")
     v.add_argument("--backend", default="toy", help="extractor backend for depth/pose/segmentation")
+    v.add_argument("--face-references", default=None,
+                   help="folder of reference face photos: real-face identity similarity with dlib (extra 'faces')")
     v.add_argument("--out", default="report.json")
     v.set_defaults(fn=cmd_eval)
 

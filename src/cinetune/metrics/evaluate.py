@@ -35,6 +35,7 @@ class EvalConfig:
     features: str = "toy"  # metrics.features.load_features spec
     backend: str = "toy"  # condition extractors' backend for depth / normal / segmentation / pose
     pck_threshold: float = 0.05  # PCK radius as a fraction of max(H, W)
+    faces: str = "toy"  # identity: "toy" (annotator + toy identity encoder) or "dlib" (real faces, optional extra)
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -88,9 +89,10 @@ def _check_pairs(generated, reference, names):
 
 def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = None, prompts: list[str] | None = None,
              identities: list[list[int]] | None = None, cfg: EvalConfig | None = None,
-             names: list[str] | None = None) -> dict:
+             names: list[str] | None = None, face_images: list[np.ndarray] | None = None) -> dict:
     """Evaluate videos (each (F,H,W,3) uint8). reference: the reference set (paired metrics need equal counts and
-    shapes); prompts: one per generated video (alignment); identities: toy roster indices expected in each video.
+    shapes); prompts: one per generated video (alignment); identities: toy roster indices expected in each video
+    (toy faces); face_images: reference photos (H,W,3) uint8 shared by every video (dlib faces).
     Returns {"summary": {metric: value}, "per_video": [{...}], "config": {...}}."""
     cfg = (cfg or EvalConfig()).validate()
     want = set(cfg.metrics)
@@ -104,8 +106,10 @@ def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = N
         want.discard("alignment")
     elif len(prompts) != len(generated):
         raise CinetuneError(f"{len(prompts)} prompts for {len(generated)} videos")
-    if identities is None:
+    if (identities is None and cfg.faces == "toy") or (face_images is None and cfg.faces == "dlib"):
         want.discard("identity")
+    if cfg.faces not in ("toy", "dlib"):
+        raise CinetuneError(f"faces must be toy or dlib, got {cfg.faces!r}")
     per = [{"name": names[i] if names else str(i)} for i in range(len(generated))]
     summary: dict[str, float] = {}
     feats = None
@@ -118,11 +122,17 @@ def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = N
         from ..conditions import get_extractor
 
         extractors = {k: get_extractor(k, backend=cfg.backend) for k in cfg.conditions}
-    faces = None
+    faces = face_refs = sim_fn = None
     if "identity" in want:
-        from .identity import ToyFaces
+        if cfg.faces == "dlib":
+            from .identity import DlibFaces
 
-        faces = ToyFaces()
+            faces = DlibFaces()
+            face_refs, sim_fn = faces.reference_embeddings_from_images(face_images), faces.similarity_matrix
+        else:
+            from .identity import ToyFaces
+
+            faces = ToyFaces()
     seg = None
     if "instances" in want:
         from ..conditions import get_extractor
@@ -150,9 +160,10 @@ def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = N
             for k, ex in extractors.items():
                 row[adherence_name(k)] = adherence(k, ex, g, r, cfg.pck_threshold)
         if "identity" in want:
-            ids = identities[i]
-            if ids:
-                row.update(identity_similarity(faces.video_embeddings(g), faces.reference_embeddings(ids)))
+            refs = face_refs if face_refs is not None else (
+                faces.reference_embeddings(identities[i]) if identities[i] else None)
+            if refs is not None:
+                row.update(identity_similarity(faces.video_embeddings(g), refs, sim_fn))
     keys = [k for k in per[0] if k != "name"]
     for k in keys:
         vals = np.array([row.get(k, np.nan) for row in per], np.float64)

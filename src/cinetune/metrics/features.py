@@ -21,6 +21,11 @@ def _to_tensor(video: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(video)).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1.0)
 
 
+def _embeds(out) -> torch.Tensor:
+    """CLIP get_*_features returns a tensor (transformers 4) or an output whose pooler_output is projected (5)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
 def lpips_form(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
     """LPIPS's formula with uniform layer weights (no learned linear heads, which do not exist here): per layer,
     unit-normalise features over channels, squared difference, mean over positions and channels; sum over layers.
@@ -83,7 +88,7 @@ class ClipFeatures:
 
     @torch.no_grad()
     def frame_embeddings(self, video: np.ndarray) -> np.ndarray:
-        return F.normalize(self.model.get_image_features(pixel_values=self._pixels(video)), dim=-1).numpy()
+        return F.normalize(_embeds(self.model.get_image_features(pixel_values=self._pixels(video))), dim=-1).numpy()
 
     @torch.no_grad()
     def video_features(self, videos: list[np.ndarray]) -> np.ndarray:
@@ -101,7 +106,7 @@ class ClipFeatures:
     def alignment(self, video: np.ndarray, prompt: str) -> float:
         """CLIP score: 100 * max(cos(image, text), 0), mean over frames."""
         text = self.processor(text=[prompt], return_tensors="pt", padding=True, truncation=True)
-        t = F.normalize(self.model.get_text_features(**text), dim=-1)
+        t = F.normalize(_embeds(self.model.get_text_features(**text)), dim=-1)
         img = torch.from_numpy(self.frame_embeddings(video))
         return float((100 * (img @ t.T).clamp_min(0)).mean())
 
