@@ -123,6 +123,20 @@ def test_transformers_segmentation_directory_backend(tmp_path):
     assert lab.shape == (2, 48, 48) and lab.dtype == np.int64 and 0 <= lab.min() and lab.max() < 5
 
 
+def test_transformers_depth_directory_backend_feeds_depth_and_normal(tmp_path):
+    from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
+
+    cfg = GLPNConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[1, 1], hidden_sizes=[8, 8],
+                     patch_sizes=[3, 3], strides=[2, 2], num_attention_heads=[1, 1], mlp_ratios=[1, 1],
+                     decoder_hidden_size=8, head_in_index=-1)
+    GLPNForDepthEstimation(cfg).save_pretrained(tmp_path / "depth")
+    GLPNImageProcessor().save_pretrained(tmp_path / "depth")
+    v = square_video(2, 48)[:, :, :40]  # 48 x 40: any size
+    near = get_extractor("depth", backend=str(tmp_path / "depth")).analyse(v)
+    assert near.shape == (2, 48, 40) and near.min() >= 0 and near.max() <= 1
+    assert get_extractor("normal", backend=str(tmp_path / "depth"))(v).shape == (2, 48, 40, 3)
+
+
 def test_bad_kinds_and_backends_are_one_line_errors():
     with pytest.raises(CinetuneError, match="unknown condition"):
         get_extractor("thermal")

@@ -37,6 +37,8 @@ def shuffle_frames(video: np.ndarray, level: float, seed: int = 0) -> np.ndarray
 
 def colour_shift(video: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
     """Hue rotation by 60 * level degrees (OpenCV hue units are 2 degrees)."""
+    if level <= 0:
+        return video.copy()  # the HSV round trip alone moves some pixels by one grey level
     hsv = cv2.cvtColor(video.reshape(-1, video.shape[2], 3), cv2.COLOR_RGB2HSV)
     hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(30 * level))) % 180).astype(np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(video.shape)
@@ -54,6 +56,8 @@ def freeze(video: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
 
 def saturate(video: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
     """Multiply HSV saturation by 1 + 2 * level (the oversaturation of high-guidance samplers)."""
+    if level <= 0:
+        return video.copy()
     hsv = cv2.cvtColor(video.reshape(-1, video.shape[2], 3), cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 1] = np.clip(hsv[..., 1] * (1 + 2 * level), 0, 255)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).reshape(video.shape)
