@@ -87,10 +87,17 @@ def _hidden(output):
     return output[0] if isinstance(output, tuple) else output
 
 
-def add_residual_hooks(model: nn.Module, blocks: nn.ModuleList, owner: str, indices: list[int]) -> Handle:
-    """Forward hooks that add state_of(model).residuals[owner][i] * scale to block i's output hidden states.
-    Pure reads: absent residuals (or scale 0) leave the block's output untouched. Works for blocks that return a
-    tensor (Wan) or a tuple whose first item is the hidden states (CogVideoX)."""
+def _add(h: torch.Tensor, r: torch.Tensor, scale: float, block: int) -> torch.Tensor:
+    return h + scale * r.to(h.dtype)
+
+
+def add_residual_hooks(model: nn.Module, blocks: nn.ModuleList, owner: str, indices: list[int],
+                       combine: Callable[[torch.Tensor, torch.Tensor, float, int], torch.Tensor] = _add) -> Handle:
+    """Forward hooks that merge state_of(model).residuals[owner][i] into block i's output hidden states:
+    `combine(hidden_states, residual, scale, i)`, by default hidden_states + scale * residual (an adapter may pass
+    e.g. a cross-normalisation that reads the hidden states' statistics). Pure reads: absent residuals (or scale 0)
+    leave the block's output untouched. Works for blocks that return a tensor (Wan) or a tuple whose first item is
+    the hidden states (CogVideoX)."""
     state = state_of(model)
 
     def make(i: int):
@@ -103,7 +110,7 @@ def add_residual_hooks(model: nn.Module, blocks: nn.ModuleList, owner: str, indi
             if r.shape != h.shape:
                 raise CinetuneError(f"adapter {owner!r}: residual for block {i} has shape {tuple(r.shape)}, the block "
                                     f"output {tuple(h.shape)}")
-            h = h + s * r.to(h.dtype)
+            h = combine(h, r, s, i)
             return (h, *output[1:]) if isinstance(output, tuple) else h
         return hook
 
