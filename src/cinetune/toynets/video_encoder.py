@@ -36,7 +36,7 @@ class ToyVideoEncoder(ModelMixin, ConfigMixin):
             nn.Conv3d(w, w, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), nn.GroupNorm(8, w), nn.SiLU(),
             nn.Conv3d(w, w, (3, 1, 1), padding=(1, 0, 0)), nn.GroupNorm(8, w), nn.SiLU(),
         )
-        self.proj = nn.Linear(2 * w, feature_dim)
+        self.proj = nn.Linear(3 * w, feature_dim)
         self.heads = nn.ModuleDict({g: nn.Linear(feature_dim, len(names)) for g, names in GROUPS.items()})
 
     def _resize(self, videos: torch.Tensor) -> torch.Tensor:
@@ -66,8 +66,10 @@ class ToyVideoEncoder(ModelMixin, ConfigMixin):
         x = self.frame_features(videos)[-1]
         x = x.view(B, Fr, *x.shape[1:]).transpose(1, 2)  # (B,C,F,h,w)
         x = self.temporal(x)
-        # mean and std over space-time: the std keeps "how much changes", which plain pooling averages away
-        pooled = torch.cat([x.mean((2, 3, 4)), x.flatten(2).std(2)], 1)
+        # mean, std and max over space-time: the mean carries the background, the std how much varies, and the max
+        # detects small objects (multi-label presence), which mean pooling drowns in the background
+        flat = x.flatten(2)
+        pooled = torch.cat([flat.mean(2), flat.std(2), flat.amax(2)], 1)
         feats = self.proj(pooled)
         h = F.silu(feats)
         return feats, {g: head(h) for g, head in self.heads.items()}

@@ -106,7 +106,7 @@ PRESETS: dict[str, dict] = {
                         data=dict(latent_cache=4000, cache_path="runs/latents-17x64x64.safetensors"),
                         optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=1000),
     # Toy feature networks (issue: conditions and evaluation). Small convnets; each trains in minutes on one core.
-    "toy-video-encoder": dict(task="video-encoder", output_dir="runs/toy-video-encoder", steps=1200, batch_size=32,
+    "toy-video-encoder": dict(task="video-encoder", output_dir="runs/toy-video-encoder", steps=2000, batch_size=32,
                               data=dict(clip_cache=4000), num_validation=500, optim=dict(lr=1e-3, warmup_steps=50),
                               checkpoint_every=250, validate_every=500),
     "toy-identity-encoder": dict(task="identity-encoder", output_dir="runs/toy-identity-encoder", steps=1200,
