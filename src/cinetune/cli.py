@@ -41,11 +41,26 @@ def cmd_generate(a: argparse.Namespace) -> None:
     for name in ("frames", "height", "width", "steps"):
         _positive(name, getattr(a, name))
     out = Path(a.out)
+    controls = _controls(a)
     pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
     pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,
                     a.width or pipe.backbone.preset.width)
-    res = pipe(a.prompt, negative_prompt=a.negative_prompt, frames=a.frames, height=a.height, width=a.width,
-               steps=a.steps, guidance=a.guidance, seed=a.seed)
+    kw = dict(negative_prompt=a.negative_prompt, frames=a.frames, height=a.height, width=a.width, steps=a.steps,
+              guidance=a.guidance, seed=a.seed)
+    if a.adapter:
+        from .adapters.control.model import ControlModel
+        from .pipelines import ControlledPipeline
+
+        model = ControlModel.load(a.adapter)
+        if not controls:
+            raise CinetuneError(f"--adapter needs conditions: --control KIND=VIDEO or --control-from VIDEO "
+                                f"(this adapter takes {', '.join(model.kinds)})")
+        res = ControlledPipeline(pipe, model)(a.prompt, controls=controls, control_scale=a.control_scale,
+                                              control_start=a.control_start, control_end=a.control_end, **kw)
+    else:
+        if controls:
+            raise CinetuneError("--control needs --adapter PATH (a trained control adapter)")
+        res = pipe(a.prompt, **kw)
     fps = pipe.backbone.preset.fps
     if out.suffix.lower() in (".mp4", ".gif", ".png"):
         paths = [write_video(out, video_grid(list(res.videos)) if len(res.videos) > 1 else res.videos[0], fps)]
@@ -53,6 +68,28 @@ def cmd_generate(a: argparse.Namespace) -> None:
         paths = [write_video(out / f"{i:02d}.mp4", v, fps) for i, v in enumerate(res.videos)]
     for p in paths:
         print(p)
+
+
+def _controls(a: argparse.Namespace) -> dict:
+    """--control KIND=VIDEO (repeatable) and --control-from VIDEO --kinds K1,K2 (extracted here) -> {kind: video}."""
+    from .conditions import KINDS, get_extractor
+    from .io import read_video
+
+    out = {}
+    for spec in a.control or []:
+        kind, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise CinetuneError(f"--control expects KIND=VIDEO, got {spec!r}")
+        if kind not in KINDS:
+            raise CinetuneError(f"unknown condition {kind!r}; known: {', '.join(KINDS)}")
+        out[kind] = read_video(path)[0]
+    if a.control_from:
+        if not a.kinds:
+            raise CinetuneError("--control-from needs --kinds, e.g. --kinds canny,depth")
+        ref = read_video(a.control_from)[0]
+        for kind in a.kinds.split(","):
+            out[kind] = get_extractor(kind)(ref, progress=True)
+    return out
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
@@ -222,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
+    g.add_argument("--adapter", default=None, help="trained control adapter directory")
+    g.add_argument("--control", action="append", metavar="KIND=VIDEO", help="condition video (repeatable)")
+    g.add_argument("--control-from", default=None, metavar="VIDEO", help="extract the conditions from this video")
+    g.add_argument("--kinds", default="", help="with --control-from: kinds to extract, e.g. canny,depth")
+    g.add_argument("--control-scale", type=float, default=1.0)
+    g.add_argument("--control-start", type=float, default=0.0, help="fraction of the steps where control starts")
+    g.add_argument("--control-end", type=float, default=1.0, help="fraction of the steps where control ends")
     g.set_defaults(fn=cmd_generate)
 
     r = sub.add_parser("render-toy", help="render toy-world clips with every annotation")

@@ -96,3 +96,23 @@ def test_fit_condition():
         fit_condition(v, 5, 32, 32)
     with pytest.raises(CinetuneError, match="not a cinetune control adapter"):
         ControlModel.load("/nonexistent")
+
+
+def test_generate_cli_with_an_adapter(pipe, tmp_path, monkeypatch):
+    from cinetune.cli import main
+    from cinetune.io import read_video, write_video
+
+    model = small("dit-controlnet", pipe, ["canny"])
+    model.save(tmp_path / "ad")
+    clip, _ = render_clip(2, RenderConfig(frames=5, height=32, width=32))
+    write_video(tmp_path / "ref.mp4", clip.video)
+    common = ["generate", "--prompt", "a red circle", "--model", "toy-small", "--frames", "5", "--height", "32",
+              "--width", "32", "--steps", "2"]
+    assert main(common + ["--adapter", str(tmp_path / "ad"), "--control-from", str(tmp_path / "ref.mp4"),
+                          "--kinds", "canny", "--out", str(tmp_path / "o.mp4")]) == 0
+    assert read_video(tmp_path / "o.mp4")[0].shape == (5, 32, 32, 3)
+    assert main(common + ["--adapter", str(tmp_path / "ad"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert main(common + ["--control", "canny=" + str(tmp_path / "ref.mp4"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert main(common + ["--adapter", str(tmp_path / "ad"), "--control", "depth=" + str(tmp_path / "ref.mp4"),
+                          "--out", str(tmp_path / "x.mp4")]) == 2  # the adapter takes canny
+    assert not (tmp_path / "x.mp4").exists()
