@@ -123,14 +123,34 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .config import load_yaml, merge, parse_overrides
     from .training import preset_config, train
 
-    methods = {"base": ("dit", "vae"), "features": ("video-encoder", "identity-encoder", "annotator")}
-    if a.method not in methods:
-        raise CinetuneError(f"unknown training method {a.method!r}; available: {', '.join(methods)}")
-    cfg = preset_config(a.preset)
-    if cfg.task not in methods[a.method]:
-        raise CinetuneError(f"preset {a.preset!r} trains a {cfg.task}, not a `{a.method}` model")
+    kinds = {"base": ("dit", "vae"), "features": ("video-encoder", "identity-encoder", "annotator"),
+             "control": ("control",)}
+    if a.kind not in kinds:
+        raise CinetuneError(f"unknown training kind {a.kind!r}; available: {', '.join(kinds)}")
+    preset = a.preset or ("toy-control" if a.kind == "control" else None)
+    if not preset:
+        raise CinetuneError(f"train {a.kind}: --preset is required")
+    cfg = preset_config(preset)
+    if cfg.task not in kinds[a.kind]:
+        raise CinetuneError(f"preset {preset!r} trains a {cfg.task}, not a `{a.kind}` model")
     if a.config:
         cfg = merge(cfg, load_yaml(a.config))
+    flags = {}
+    if a.kind == "control":
+        if a.control_method:
+            flags.setdefault("control", {})["method"] = a.control_method
+        if a.conditions:
+            flags.setdefault("control", {})["conditions"] = a.conditions
+        if a.control_method and not any(o.startswith("output_dir=") for o in a.overrides or []):
+            flags["output_dir"] = f"runs/control-{a.control_method}"
+    elif a.control_method or a.conditions:
+        raise CinetuneError("--method and --conditions belong to `cinetune train control`")
+    if a.backbone:
+        flags["backbone"] = a.backbone
+        if a.backbone != cfg.backbone and cfg.init.startswith("src/cinetune/assets/"):
+            flags["init"] = ""  # the preset's shipped weights belong to its own backbone
+    if flags:
+        cfg = merge(cfg, flags)
     if a.overrides:
         cfg = merge(cfg, parse_overrides(a.overrides))
     cfg.validate()
@@ -277,8 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_render_toy)
 
     t = sub.add_parser("train", help="train with the shared trainer: cinetune train base --preset toy-small")
-    t.add_argument("method", help="base (DiTs, VAE) | features (toy video/identity encoders, annotator)")
-    t.add_argument("--preset", required=True)
+    t.add_argument("kind", help="base (DiTs, VAE) | features (toy video/identity encoders, annotator) | control")
+    t.add_argument("--preset", default=None, help="training preset (train control: default toy-control)")
+    t.add_argument("--method", dest="control_method", default=None, help="control: controlnext | dit-controlnet | concat")
+    t.add_argument("--conditions", default=None, help="control: comma list, e.g. canny,depth,pose")
+    t.add_argument("--backbone", default=None, help="backbone preset (e.g. toy-large)")
     t.add_argument("--config", help="YAML file applied on top of the preset")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)

@@ -8,7 +8,25 @@ from ..config import merge
 from ..errors import CinetuneError
 
 
-TASKS = ("dit", "vae", "video-encoder", "identity-encoder", "annotator")
+TASKS = ("dit", "vae", "video-encoder", "identity-encoder", "annotator", "control")
+
+
+@dataclass
+class ControlConfig:
+    """Control adapters (task "control"): `cinetune train control --method M --conditions a,b`."""
+
+    method: str = "controlnext"  # controlnext | dit-controlnet | concat
+    conditions: str = "canny,depth,pose"  # comma list; one adapter takes them together
+    finetune: str = "auto"  # regex of base weights trained too; auto = the method's default, "" = none
+    base_lr_scale: float = 0.1  # base weights train at lr * this (ControlNeXt code: 1e-5 vs 1e-4)
+    lora_rank: int = 0  # >0: LoRA on the attention projections instead of fine-tuning base weights (concat)
+    dropout: float = 0.1  # per-condition dropout (each kind zeroed independently; concat)
+    norm: str = "paper"  # ControlNeXt cross-normalisation: paper | code | zero | none
+    stats: str = "sample"  # ControlNeXt code-form statistics: sample | frame
+    inject_block: int = 0  # ControlNeXt: hidden states after this block receive the control
+    num_blocks: int = 2  # DiT-ControlNet copied blocks
+    stride: int = 2  # DiT-ControlNet: block k*stride receives copy k
+    clip_cache: int = 2000  # clips pre-encoded once (latents, text, conditions)
 
 
 @dataclass
@@ -64,6 +82,7 @@ class TrainConfig:
     validation_steps: int = 20  # sampler steps for validation videos
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     def validate(self) -> "TrainConfig":
         if self.task not in TASKS:
@@ -74,6 +93,21 @@ class TrainConfig:
             raise CinetuneError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise CinetuneError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.task == "control":
+            c = self.control
+            if c.method not in ("controlnext", "dit-controlnet", "concat"):
+                raise CinetuneError(f"control.method must be controlnext, dit-controlnet or concat, got {c.method!r}")
+            from ..conditions import KINDS
+
+            kinds = [k for k in c.conditions.split(",") if k]
+            bad = [k for k in kinds if k not in KINDS]
+            if bad or not kinds:
+                raise CinetuneError(f"control.conditions: unknown or empty {bad or c.conditions!r}; known: "
+                                    f"{', '.join(KINDS)}")
+            if c.norm not in ("paper", "code", "zero", "none") or c.stats not in ("sample", "frame"):
+                raise CinetuneError(f"control.norm/stats: got {c.norm!r}/{c.stats!r}")
+            if not 0.0 <= c.dropout < 1.0:
+                raise CinetuneError(f"control.dropout must be in [0, 1), got {c.dropout}")
         if (self.data.frames - 1) % 4:
             raise CinetuneError(f"data.frames must be 4k+1 (the VAE's causal time compression), got {self.data.frames}")
         return self
@@ -115,6 +149,11 @@ PRESETS: dict[str, dict] = {
     "toy-annotator": dict(task="annotator", output_dir="runs/toy-annotator", steps=1500, batch_size=24,
                           data=dict(clip_cache=1200), num_validation=40, optim=dict(lr=1e-3, warmup_steps=50),
                           checkpoint_every=250, validate_every=500),
+    # Control adapters on the frozen shipped toy-large (issue: control adapters). Equal budgets per method.
+    "toy-control": dict(task="control", backbone="toy-large", init="src/cinetune/assets/toy-large/transformer",
+                        output_dir="runs/toy-control", steps=1500, batch_size=8,
+                        data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
+                        optim=dict(lr=1e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),

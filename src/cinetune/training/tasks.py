@@ -264,4 +264,8 @@ class DiTTask(Task):
 def make_task(cfg: TrainConfig, device: torch.device) -> Task:
     from .feature_tasks import FEATURE_TASKS
 
+    if cfg.task == "control":
+        from .control_task import ControlTask
+
+        return ControlTask(cfg, device)
     return {"vae": VAETask, "dit": DiTTask, **FEATURE_TASKS}[cfg.task](cfg, device)

@@ -121,7 +121,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if not params:
         raise CinetuneError("nothing to train: the task has no trainable parameters")
     o = cfg.optim
-    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
+    groups = [{"params": g["params"], "lr": o.lr * g.get("lr_scale", 1.0)} for g in task.param_groups()] \
+        if hasattr(task, "param_groups") else params
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
     lr_scheduler = get_scheduler(o.schedule, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=cfg.steps)
     ema = EMA(params, cfg.ema_decay) if cfg.ema_decay else None
     start = 0

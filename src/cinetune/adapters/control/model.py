@@ -185,6 +185,13 @@ class ControlAttachment(Handle):
             state_of(self.backbone.transformer).clear(self.inner.name)
             return
         dev = next(self.backbone.transformer.parameters()).device
+        if isinstance(conditions, torch.Tensor):  # already (B, 3K, F, H, W) in [-1, 1] (training batches)
+            self.cond = conditions.to(dev)
+            return
+        if self.model.method == "concat" and all(isinstance(v, torch.Tensor) and v.ndim == 5 and
+                                                 v.shape[1] == self.backbone.codec.channels for v in conditions.values()):
+            self.cond, self._keep = {k: v.to(dev) for k, v in conditions.items()}, keep  # cached condition latents
+            return
         if self.model.method == "concat":
             lat = {}
             for k in self.model.kinds:
