@@ -86,6 +86,15 @@ def _dit_samples(cfg: dict, dest: Path, n: int = 8) -> None:
 
 
 CARD_STEPS = 25
+METRIC_NOTES = {
+    "video-encoder": "acc_X: fraction of clips whose whole label set for X is right; f1_X: micro-F1 over X's labels; "
+                     "acc_background: top-1 of the background colour",
+    "identity-encoder": "acc_identity: fraction of face crops whose nearest reference portrait (one rendered per "
+                        "roster identity) is their own; cos_same / cos_best_other: mean cosine to their own / to the "
+                        "most similar other reference; clips with at least one actor",
+    "annotator": "depth_mae: mean absolute depth error (depth in [0,1]); miou: 10-class segmentation mIoU; "
+                 "pck@2px: fraction of visible OpenPose-18 keypoints detected within 2 px",
+}
 
 
 def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
@@ -112,11 +121,15 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
     if held_out:
         lines.append(f"- Held-out evaluation ({cfg.get('num_validation')} clips of dataset seed {d['seed'] + 1}, never "
                      "trained on): " + ", ".join(f"**{k} = {v:.3f}**" for k, v in held_out.items()))
+        if cfg["task"] in METRIC_NOTES:
+            lines.append(f"  ({METRIC_NOTES[cfg['task']]})")
     n = sum(t.numel() for w in dest.rglob("*.safetensors") for t in load_file(w).values())
     lines.append(f"- Parameters: {n / 1e6:.2f} M")
     lines += ["", "Loss curve: `loss.png`." + (
         " Samples: `samples.gif`, generated at export with the shipped VAE from held-out captions "
         f"(`samples.txt`), {CARD_STEPS} steps, guidance 5, seed 0." if cfg["task"] == "dit"
-        else " Reconstructions (left: input, right: decoded): `samples.gif`." if cfg["task"] == "vae" else ""),
+        else " Reconstructions (left: input, right: decoded): `samples.gif`." if cfg["task"] == "vae"
+        else " Predictions on held-out clips (input | depth | segmentation | pose): `samples.gif`."
+        if cfg["task"] == "annotator" else ""),
               "", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..toynets import (GROUPS, MULTI_LABEL, ToyAnnotator, ToyIdentityEncoder, ToyVideoEncoder, crop_faces,
                        heatmap_peaks, keypoint_heatmaps, pck, scene_labels)
+from ..io import video_grid, write_video
 from ..toyworld import RenderConfig, clip_seed, render, sample_scene
 from ..toyworld.roster import CLASSES, IDENTITIES
 from .config import TrainConfig
@@ -248,12 +249,34 @@ class AnnotatorTask(Task):
         for i in range(heat.shape[0]):
             h, n = pck(heatmap_peaks(heat[i]).transpose(0, 1), v["keypoints"][i], threshold=2.0)
             hit, tot = hit + h, tot + n
+        write_video(out_dir / "samples" / f"step-{step:07d}.gif", annotator_panel(self.model, v["video"][:17 * 4]))
         return {"depth_mae": float((depth - v["depth"].float()).abs().mean()),
                 "miou": miou(cls.numpy(), v["classes"].numpy(), len(CLASSES)),
                 "pck@2px": hit / max(tot, 1)}
 
     def export(self, out_dir: Path) -> None:
         self.model.save_pretrained(out_dir / "annotator", safe_serialization=True)
+
+
+@torch.no_grad()
+def annotator_panel(model: ToyAnnotator, frames: torch.Tensor, per_clip: int = 17) -> np.ndarray:
+    """Frames (N,H,W,3) uint8 of consecutive clips -> one video: input | depth | segmentation | pose per clip row."""
+    from ..conditions.base import PALETTE
+    from ..conditions.pose import group_people
+    from ..toyworld.render import draw_skeleton
+
+    was = model.training
+    model.eval()
+    pred = model(_to_float(frames))
+    model.train(was)
+    H, W = frames.shape[1:3]
+    depth = ((1 - pred["depth"]) * 255).round().clamp(0, 255).to(torch.uint8)[..., None].expand(-1, -1, -1, 3).numpy()
+    seg = PALETTE[pred["classes"].argmax(1).numpy() % len(PALETTE)]
+    kp = np.stack([group_people(heatmap_peaks(h, 0.3, 4).numpy(), 4) for h in pred["heatmaps"]])
+    pose = draw_skeleton(kp, H, W)
+    rows = np.concatenate([frames.numpy(), depth, seg, pose], 2)  # (N,H,4W,3)
+    clips = [rows[s:s + per_clip] for s in range(0, len(rows) - per_clip + 1, per_clip)]
+    return video_grid(clips, cols=1)
 
 
 FEATURE_TASKS = {"video-encoder": VideoEncoderTask, "identity-encoder": IdentityEncoderTask, "annotator": AnnotatorTask}
