@@ -251,7 +251,7 @@ def cmd_presets(a: argparse.Namespace) -> None:
     print("models:")
     for p in PRESETS.values():
         print(f"  {p.name:18s} {p.description}")
-    print("training presets (cinetune train base|features --preset NAME):")
+    print("training presets (cinetune train base|features|control --preset NAME):")
     for name, d in TRAIN.items():
         print(f"  {name:20s} task={d['task']} backbone={d.get('backbone', '-')} steps={d['steps']}")
 

@@ -4,7 +4,7 @@ Wan2.1-1.3B and 14B widths, random weights.
 A whole 14B model does not fit this machine, so the step is measured per part and summed: one transformer block
 (x the block count), the patch embedding / condition embedder / head once, and each adapter's own extra work per
 step (ControlNeXt: its encoder + cross-norm; DiT-ControlNet: its encoder, patch embedding and copied blocks; concat:
-the wider patch embedding). On CPU the token count is reduced (9 frames at 256x256: 768 tokens); on a GPU the
+the wider patch embedding). On CPU the token count is reduced (9 frames at 128x128: 192 tokens); on a GPU the
 real 81x480x832 (32,760 tokens) is used. Ratios, not absolute times, transfer between the two."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def run(out: Path, quick: bool = False) -> Path:
     if gpu:
         frames, height, width, repeats = 81, 480, 832, 5
     else:
-        frames, height, width, repeats = (5, 128, 128, 3) if quick else (9, 256, 256, 5)
+        frames, height, width, repeats = (5, 128, 128, 3) if quick else (9, 128, 128, 5)
     rows = []
     for size in SIZES:
         r = measure(size, frames, height, width, device, dtype, repeats)
