@@ -9,23 +9,8 @@ import torch
 from cinetune.adapters.base import enable_finetune
 from cinetune.adapters.control.controlnext import ControlNeXtDiT, attach_controlnext
 from cinetune.adapters.control.encoder import temporal_groups
-from cinetune.backbones import load_backbone
 from cinetune.errors import CinetuneError
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    b = load_backbone("toy-small", random_init=True)
-    b.transformer.eval()
-    return b
-
-
-def inputs(B=2, frames=9):
-    g = torch.Generator().manual_seed(3)
-    lat = torch.randn(B, 16, (frames - 1) // 4 + 1, 16, 16, generator=g)
-    cond = torch.rand(B, 3, frames, 64, 64, generator=g) * 2 - 1
-    return lat, torch.tensor([300.0, 800.0][:B]), torch.randn(B, 6, 384, generator=g), cond
+from tests.adapters.conftest import control_inputs
 
 
 def adapter(backbone, **kw):
@@ -42,7 +27,7 @@ def test_temporal_groups_follow_the_causal_vae():
 
 
 def test_encoder_lands_on_the_dit_token_grid(backbone):
-    lat, t, emb, cond = inputs()
+    lat, t, emb, cond = control_inputs()
     a = adapter(backbone)
     tokens = a.encode(cond, t)
     f, h, w = backbone.view.token_grid(lat.shape)
@@ -51,7 +36,7 @@ def test_encoder_lands_on_the_dit_token_grid(backbone):
 
 @pytest.mark.parametrize("norm", ["paper", "code", "zero", "none"])
 def test_scale_zero_and_removal_restore_the_base_exactly(backbone, norm):
-    lat, t, emb, cond = inputs()
+    lat, t, emb, cond = control_inputs()
     view = backbone.view
     base = view(lat, t, emb)
     a = adapter(backbone, norm=norm)
@@ -87,7 +72,7 @@ def test_cross_normalisation_statistics():
 
 
 def test_only_adapter_and_selected_base_parameters_train(backbone):
-    lat, t, emb, cond = inputs()
+    lat, t, emb, cond = control_inputs()
     tr = backbone.transformer
     names = enable_finetune(tr, r"attn[12]\.to_out")
     a = adapter(backbone)
@@ -103,7 +88,7 @@ def test_only_adapter_and_selected_base_parameters_train(backbone):
 
 
 def test_gradient_checkpointing_gives_the_same_adapter_gradients(backbone):
-    lat, t, emb, cond = inputs()
+    lat, t, emb, cond = control_inputs()
     tr = backbone.transformer
     tr.requires_grad_(False)
     a = adapter(backbone)

@@ -7,23 +7,8 @@ import pytest
 import torch
 
 from cinetune.adapters.control.dit_controlnet import DiTControlNet, attach_dit_controlnet
-from cinetune.backbones import load_backbone
 from cinetune.errors import CinetuneError
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    b = load_backbone("toy-small", random_init=True)
-    b.transformer.eval().requires_grad_(False)
-    return b
-
-
-def inputs(B=2, frames=9):
-    g = torch.Generator().manual_seed(3)
-    lat = torch.randn(B, 16, (frames - 1) // 4 + 1, 16, 16, generator=g)
-    cond = torch.rand(B, 3, frames, 64, 64, generator=g) * 2 - 1
-    return lat, torch.tensor([300.0, 800.0][:B]), torch.randn(B, 6, 384, generator=g), cond
+from tests.adapters.conftest import control_inputs
 
 
 def net_for(backbone, **kw):
@@ -32,7 +17,7 @@ def net_for(backbone, **kw):
 
 
 def test_copies_start_from_the_base_and_the_branch_is_an_identity(backbone):
-    lat, t, emb, cond = inputs()
+    lat, t, emb, cond = control_inputs()
     net = net_for(backbone, num_blocks=2, stride=2)
     for copy, src in zip(net.blocks, backbone.transformer.blocks):
         for a, b in zip(copy.state_dict().values(), src.state_dict().values()):
@@ -53,7 +38,7 @@ def test_copies_start_from_the_base_and_the_branch_is_an_identity(backbone):
 
 
 def test_only_the_branch_trains_and_checkpointing_matches(backbone):
-    lat, t, emb, cond = inputs()
+    lat, t, emb, cond = control_inputs()
     net = net_for(backbone)
 
     def grads(ckpt):
@@ -79,6 +64,6 @@ def test_save_load_and_errors(backbone, tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(CinetuneError, match="do not fit"):
         DiTControlNet.from_base(backbone.transformer, num_blocks=3, stride=2)
-    lat, t, emb, cond = inputs()
+    lat, t, emb, cond = control_inputs()
     with pytest.raises(CinetuneError, match="frames and size"):
         net.residuals(backbone.transformer, lat, t, emb, cond[:, :, :5])

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_path, write_text
+from . import median_time
 
 KINDS = ["canny", "depth", "pose"]
 VARIANTS = {"paper cross-norm": "paper", "code cross-norm": "code", "zero-init projection": "zero",
@@ -73,13 +74,7 @@ def _step_latency(pipe, model, cond, repeats: int) -> tuple[float, float]:
     t = torch.tensor([500.0, 500.0])
 
     def med(fn):
-        fn()
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
+        return median_time(fn, repeats)
 
     with torch.no_grad():
         base = med(lambda: view(lat, t, emb))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import time
@@ -11,17 +10,7 @@ from pathlib import Path
 import torch
 
 from ..io import write_text
-
-
-def _median_time(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from . import median_time
 
 
 def run(out: Path, quick: bool = False) -> Path:
@@ -34,11 +23,11 @@ def run(out: Path, quick: bool = False) -> Path:
     # 1. Rendering: single core (numpy is single-threaded here), 17x64x64 clips with all annotations.
     n = 50 if quick else 200
     seeds = iter(range(10 ** 9))
-    per_clip = _median_time(lambda: [render_clip(next(seeds)) for _ in range(n)], repeats=3) / n
+    per_clip = median_time(lambda: [render_clip(next(seeds)) for _ in range(n)], repeats=3) / n
     rows.append(("toy-world render, 17x64x64 + all annotations", f"{1 / per_clip:.1f} clips/s", "one core, median of 3 x "
                  f"{n} clips"))
     big = RenderConfig(frames=33, height=128, width=128)
-    per_big = _median_time(lambda: [render_clip(next(seeds), big) for _ in range(10)], repeats=3) / 10
+    per_big = median_time(lambda: [render_clip(next(seeds), big) for _ in range(10)], repeats=3) / 10
     rows.append(("toy-world render, 33x128x128", f"{1 / per_big:.1f} clips/s", "one core, median of 3 x 10 clips"))
 
     # 2. Models (shipped weights when present, else the same architectures at random init).
@@ -49,14 +38,14 @@ def run(out: Path, quick: bool = False) -> Path:
             emb = b.text_encoder(["a red circle", ""])
             t = torch.tensor([500.0, 500.0])
             view = b.view
-            sec = _median_time(lambda: view(x, t, emb), repeats=5 if quick else 10)
+            sec = median_time(lambda: view(x, t, emb), repeats=5 if quick else 10)
             params = sum(p.numel() for p in b.transformer.parameters()) / 1e6
             rows.append((f"{name} denoising step (CFG batch 2, 320 tokens each)", f"{sec * 1000:.1f} ms",
                          f"{params:.2f} M params, fp32, {threads} threads, median"))
         video = torch.rand(1, 3, 17, 64, 64) * 2 - 1
-        enc = _median_time(lambda: b.codec.encode(video), repeats=5)
+        enc = median_time(lambda: b.codec.encode(video), repeats=5)
         lat = b.codec.encode(video)
-        dec = _median_time(lambda: b.codec.decode(lat), repeats=5)
+        dec = median_time(lambda: b.codec.decode(lat), repeats=5)
         rows.append(("toy VAE encode / decode, 17x64x64", f"{enc * 1000:.0f} / {dec * 1000:.0f} ms", f"{threads} threads, median of 5"))
 
     # 3. The demo, end to end in a fresh process (model loading included), as a user runs it.

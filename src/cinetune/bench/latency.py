@@ -9,30 +9,17 @@ real 81x480x832 (32,760 tokens) is used. Ratios, not absolute times, transfer be
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from ..io import write_text
+from . import median_time
 
 SIZES = {  # Wan2.1 configs (REFERENCE.md)
     "wan2.1-1.3b": dict(dim=1536, heads=12, ffn=8960, layers=30, cn_blocks=8, cn_stride=3),
     "wan2.1-14b": dict(dim=5120, heads=40, ffn=13824, layers=40, cn_blocks=6, cn_stride=4),
 }
-
-
-def _median(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 @torch.no_grad()
@@ -48,6 +35,8 @@ def measure(size: str, frames: int, height: int, width: int, device: str, dtype:
 
     c = SIZES[size]
     D = c["dim"]
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    _med = lambda fn, r: median_time(fn, r, sync=sync)  # noqa: E731
     lf, lh, lw = (frames - 1) // 4 + 1, height // 8, width // 8
     N = lf * (lh // 2) * (lw // 2)
     torch.manual_seed(0)
@@ -66,21 +55,21 @@ def measure(size: str, frames: int, height: int, width: int, device: str, dtype:
     tproj = tproj.unflatten(1, (6, -1))
     x = torch.randn(1, N, D, device=device, dtype=dtype)
 
-    t_block = _median(lambda: block(x, ehs, tproj, rotary), repeats)
-    t_shell = _median(lambda: shell(lat, t, text, return_dict=False), repeats) - t_block  # embedders + head
+    t_block = _med(lambda: block(x, ehs, tproj, rotary), repeats)
+    t_shell = _med(lambda: shell(lat, t, text, return_dict=False), repeats) - t_block  # embedders + head
     base = t_shell + c["layers"] * t_block
 
     cnx = ControlNeXtDiT(hidden_size=D, spatial_stride=16, temporal_compression=4).to(device, dtype).eval()
-    t_cnx = _median(lambda: cnx.combine(x, cnx.encode(cond, t), 1.0, lf), repeats)
+    t_cnx = _med(lambda: cnx.combine(x, cnx.encode(cond, t), 1.0, lf), repeats)
     enc = PixelControlEncoder(3, (192, 96, 48), 8, 4).to(device, dtype).eval()
     pe = torch.nn.Conv3d(16 + 48, D, (1, 2, 2), (1, 2, 2)).to(device, dtype)
-    t_cn_in = _median(lambda: pe(torch.cat([lat, enc(cond)], 1)), repeats)
+    t_cn_in = _med(lambda: pe(torch.cat([lat, enc(cond)], 1)), repeats)
     proj = torch.nn.Linear(D, D).to(device, dtype)
-    t_proj = _median(lambda: proj(x), repeats)
+    t_proj = _med(lambda: proj(x), repeats)
     t_cn = t_cn_in + c["cn_blocks"] * (t_block + t_proj)
     pe_wide = torch.nn.Conv3d(16 + 48, D, (1, 2, 2), (1, 2, 2)).to(device, dtype)
     pe_base = shell.patch_embedding
-    t_concat = _median(lambda: pe_wide(torch.cat([lat] * 4, 1)), repeats) - _median(lambda: pe_base(lat), repeats)
+    t_concat = _med(lambda: pe_wide(torch.cat([lat] * 4, 1)), repeats) - _med(lambda: pe_base(lat), repeats)
     n_cnx = sum(p.numel() for p in cnx.parameters())
     return {"size": size, "tokens": N, "block_s": t_block, "base_s": base,
             "controlnext_s": base + t_cnx, "dit_controlnet_s": base + t_cn, "concat_s": base + max(t_concat, 0.0),
