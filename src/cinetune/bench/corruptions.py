@@ -67,10 +67,32 @@ CORRUPTIONS = {"blur": blur, "noise": noise, "shuffle": shuffle_frames, "colour 
                "freeze": freeze, "saturate": saturate}
 
 
-def inject_instance_event(spec, cfg, event: str, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Render `spec` with an injected event on its first object from frame `start` (default mid-clip):
-    "vanish" removes it; "split" cuts it in two with a vertical band of what lies behind it.
-    Returns (video (F,H,W,3) uint8, exact class labels (F,H,W) of that video)."""
+def _isolated_object(clip, t: int) -> int:
+    """Index of the object that is most clearly a lone instance at frame t (largest visible area among objects that
+    touch neither the frame border nor another instance); -1 if none qualifies (an object overlapping another forms
+    one connected region with it, so its vanishing is not an instance event a segmentation can show)."""
+    import cv2
+
+    inst = clip.instance[t]
+    best, best_area = -1, 0
+    for j in range(len(clip.spec.objects)):
+        m = inst == j + 1
+        area = int(m.sum())
+        if not area or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+            continue
+        ring = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~m
+        if (inst[ring] != 0).any():
+            continue
+        if area > best_area:
+            best, best_area = j, area
+    return best
+
+
+def inject_instance_event(spec, cfg, event: str, start: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Render `spec` with an injected event from frame `start` on an object standing alone there (see
+    `_isolated_object`; default: the first such frame from mid-clip on, else before it): "vanish" removes it; "split"
+    cuts it in two with a vertical band of what lies behind it. Returns (video (F,H,W,3) uint8, exact class labels
+    (F,H,W) of that video), or None when no object ever stands alone."""
     from dataclasses import replace
 
     from ..toyworld import render
@@ -78,12 +100,19 @@ def inject_instance_event(spec, cfg, event: str, start: int | None = None) -> tu
     if event not in ("vanish", "split"):
         raise ValueError(f"unknown event {event!r}")
     clip = render(spec, cfg)
-    behind = render(replace(spec, objects=spec.objects[1:]), cfg)
     F = len(clip.video)
-    start = F // 2 if start is None else start
+    # the first frame from mid-clip on (then before it) where some object stands alone in that frame and the previous
+    starts = [start] if start is not None else list(range(F // 2, F - 1)) + list(range(F // 2 - 1, 1, -1))
+    for start in starts:
+        j = _isolated_object(clip, start)
+        if j >= 0 and _isolated_object(clip, start - 1) == j:
+            break
+    else:
+        return None
+    behind = render(replace(spec, objects=[o for k, o in enumerate(spec.objects) if k != j]), cfg)
     video, labels = clip.video.copy(), clip.classes.copy()
     for t in range(start, F):
-        mask = clip.instance[t] == 1
+        mask = clip.instance[t] == j + 1
         if event == "split":
             xs = np.nonzero(mask)[1]
             if not len(xs):

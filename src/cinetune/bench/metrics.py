@@ -38,9 +38,18 @@ def _render(n: int, seed: int):
     return specs, [render(s, cfg) for s in specs], [caption(s) for s in specs], cfg
 
 
-def _monotone(vals: list[float], direction: int) -> bool:
-    d = np.diff(np.asarray(vals)) * direction
-    return bool((d > 0).all())
+def _monotone(vals: list[float], direction: int) -> str:
+    """'✓' when every step moves in `direction`; '≈' when some step stays within the tolerance (1% of the level-0
+    value, at least 0.002: the two disjoint real sets of level 0 already differ by about that much) while the
+    whole sweep moves clearly (more than 5 tolerances); '✗' otherwise."""
+    v = np.asarray(vals, np.float64) * direction
+    tol = max(0.01 * abs(vals[0]), 0.002)
+    d = np.diff(v)
+    if (d > 0).all():
+        return "✓"
+    if (d > -tol).all() and v[-1] - v[0] > 5 * tol:
+        return "≈"
+    return "✗"
 
 
 def run(out: Path, quick: bool = False) -> Path:
@@ -49,7 +58,7 @@ def run(out: Path, quick: bool = False) -> Path:
     from ..metrics.condition import depth_error, edge_f1, miou, pose_pck
     from ..metrics.evaluate import adherence, adherence_name
     from ..metrics.identity import ToyFaces, identity_similarity
-    from ..metrics.instances import instance_events, instance_preservation
+    from ..metrics.instances import instance_events, instance_preservation, toy_object_groups
     from ..toyworld.roster import CLASSES, IDENTITIES
 
     t0 = time.perf_counter()
@@ -84,7 +93,9 @@ def run(out: Path, quick: bool = False) -> Path:
              "noise (std 40 at 1), frame shuffle (fraction of frames permuted), colour shift (hue 60 deg at 1), "
              "freeze (fraction of the clip frozen), saturate (saturation x3 at 1).", "",
              "A cell is checked when the metric must respond to that corruption; ✓ = strictly monotone over the four "
-             "levels in the expected direction.", "",
+             "levels in the expected direction; ≈ = monotone except for a step within the tolerance (1% of the "
+             "level-0 value, at least 0.002) while the whole sweep moves by more than five tolerances (a corruption "
+             "too light for the metric to see, not a wrong direction); ✗ = neither.", "",
              "| metric | corruption | level 0 | 0.25 | 0.5 | 1 | expected | monotone |",
              "|---|---|---:|---:|---:|---:|:---:|:---:|"]
     failures = []
@@ -95,11 +106,11 @@ def run(out: Path, quick: bool = False) -> Path:
                 continue
             must = name in which
             ok = _monotone(vals, direction)
-            if must and not ok:
+            if must and ok == "✗":
                 failures.append(f"{metric}/{name}")
             mark = ("↑" if direction > 0 else "↓") if must else ""
             lines.append(f"| {metric} | {name} | " + " | ".join(f"{v:.4g}" for v in vals)
-                         + f" | {mark} | {('✓' if ok else '✗') if must else ''} |")
+                         + f" | {mark} | {ok if must else ''} |")
 
     # 2. Dynamic degree: frozen vs moving ------------------------------------------------------------------------------
     moving = evaluate(A, cfg=EvalConfig(metrics=("dynamic",), **quiet))["summary"]
@@ -112,29 +123,40 @@ def run(out: Path, quick: bool = False) -> Path:
     # 3. Instance preservation with injected events ---------------------------------------------------------------------
     seg = get_extractor("segmentation")
     with_obj = [(s, c) for s, c in zip(specs_a, clips_a) if s.objects]
-    rows = {"real": [], "vanish": [], "split": []}
-    exact_rows = {"real": [], "vanish": [], "split": []}
-    caught = {"vanish": 0, "split": 0}
+    pres = {src: {ev: [] for ev in ("real", "vanish", "split")} for src in ("annotator", "exact")}
+    caught = {src: {"vanish": 0, "split": 0} for src in ("annotator", "exact")}
+    injectable = 0
     for s, c in with_obj:
-        base = instance_events(seg.analyse(c.video))
-        rows["real"].append(instance_preservation(seg.analyse(c.video)))
-        exact_rows["real"].append(instance_preservation(c.classes))
+        base = {"annotator": toy_object_groups(seg.analyse(c.video)), "exact": toy_object_groups(c.classes)}
+        for src in base:
+            pres[src]["real"].append(instance_preservation(base[src]))
+        if inject_instance_event(s, cfg, "vanish") is None:
+            continue
+        injectable += 1
         for ev in ("vanish", "split"):
             vid, exact = inject_instance_event(s, cfg, ev)
-            lab = seg.analyse(vid)
-            rows[ev].append(instance_preservation(lab))
-            caught[ev] += sum(instance_events(lab).values()) > sum(base.values())
-            exact_rows[ev].append(instance_preservation(exact))
-    k = max(len(with_obj), 1)
-    lines += ["", "## Instance preservation (events injected from mid-clip on the first object)", "",
-              f"{len(with_obj)} clips with objects. Labels from the toy annotator (pixels) and, for reference, the "
-              "renderer's exact class maps of the same videos.", "",
-              "| clips | preservation (annotator) | preservation (exact labels) | clips where events increased |",
-              "|---|---:|---:|---:|",
-              f"| real | {np.mean(rows['real']):.3f} | {np.mean(exact_rows['real']):.3f} | - |"]
+            lab = {"annotator": toy_object_groups(seg.analyse(vid)), "exact": toy_object_groups(exact)}
+            for src in lab:
+                pres[src][ev].append(instance_preservation(lab[src]))
+                caught[src][ev] += instance_events(lab[src])[ev] > instance_events(base[src])[ev]
+    k = max(injectable, 1)
+    lines += ["", "## Instance preservation (injected vanish / split events)", "",
+              f"{len(with_obj)} clips with objects, {injectable} of which have an object that, in two consecutive "
+              "frames, touches neither the border nor another instance: the event is injected there (from mid-clip "
+              "when possible) (an object overlapping another "
+              "forms one region with it, so no segmentation-based measure can see it vanish). Labels grouped into object / person (a segmenter switching "
+              "between two shape classes is not an event). Labels from the toy annotator (pixels) and, for reference, "
+              "the renderer's exact class maps of the same videos. *Caught*: the injected event type (vanish or "
+              "split) is counted more often than in the same clip without injection.", "",
+              "| clips | preservation (annotator) | caught (annotator) | preservation (exact labels) | caught (exact) |",
+              "|---|---:|---:|---:|---:|",
+              f"| real | {np.mean(pres['annotator']['real']):.3f} | - | {np.mean(pres['exact']['real']):.3f} | - |"]
     for ev in ("vanish", "split"):
-        lines.append(f"| {ev} injected | {np.mean(rows[ev]):.3f} | {np.mean(exact_rows[ev]):.3f} | "
-                     f"{caught[ev]}/{len(with_obj)} ({caught[ev] / k:.0%}) |")
+        ca, ce = caught["annotator"][ev], caught["exact"][ev]
+        if ca / k < 0.75:
+            failures.append(f"instances/{ev}")
+        lines.append(f"| {ev} injected | {np.mean(pres['annotator'][ev]):.3f} | {ca}/{k} ({ca / k:.0%}) | "
+                     f"{np.mean(pres['exact'][ev]):.3f} | {ce}/{k} ({ce / k:.0%}) |")
 
     # 4. Condition adherence: correct vs shuffled condition; extractor accuracy vs exact ----------------------------
     kinds = ["canny", "depth", "segmentation", "pose"]
@@ -145,10 +167,11 @@ def run(out: Path, quick: bool = False) -> Path:
         hed_note = f"(hed skipped: {e})"
     else:
         hed_note = ""
-    perm = np.roll(np.arange(n), 1)
-    generated = [CORRUPTIONS["noise"](v, 0.25, seed=i) for i, v in enumerate(A)]  # a lightly degraded "generation"
+    n_adh = min(n, 24)  # HED on 64x64 frames is the slow part of this benchmark
+    perm = np.roll(np.arange(n_adh), 1)
+    generated = [CORRUPTIONS["noise"](v, 0.25, seed=i) for i, v in enumerate(A[:n_adh])]  # a lightly degraded "generation"
     lines += ["", "## Condition adherence: correct vs shuffled condition", "",
-              "Each A_i with light noise (std 10) plays the generated video; its condition is re-extracted and compared "
+              f"First {n_adh} clips of A. Each A_i with light noise (std 10) plays the generated video; its condition is re-extracted and compared "
               "with the condition of A_i (correct) or of A_(i-1) (shuffled). " + hed_note, "",
               "| condition | measure | correct | shuffled | correct better |", "|---|---|---:|---:|:---:|"]
     for kind in kinds:

@@ -15,7 +15,7 @@ from .condition import depth_error, edge_f1, miou, pose_pck
 from .fidelity import psnr, ssim
 from .frechet import frechet_distance
 from .identity import identity_similarity
-from .instances import instance_preservation
+from .instances import instance_preservation, toy_object_groups
 from .temporal import dynamic_degree, temporal_consistency
 
 PAIRED = ("psnr", "ssim", "perceptual", "adherence")
@@ -155,7 +155,8 @@ def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = N
             moving, score = dynamic_degree(g)
             row["dynamic_degree"], row["flow_score"] = float(moving), score
         if "instances" in want:
-            row["instance_preservation"] = instance_preservation(seg.analyse(g))
+            lab = seg.analyse(g)
+            row["instance_preservation"] = instance_preservation(toy_object_groups(lab) if cfg.backend == "toy" else lab)
         if "adherence" in want:
             for k, ex in extractors.items():
                 row[adherence_name(k)] = adherence(k, ex, g, r, cfg.pck_threshold)

@@ -11,6 +11,18 @@ import numpy as np
 EVENTS = ("appear", "vanish", "split", "merge")
 
 
+def toy_object_groups(classes: np.ndarray) -> np.ndarray:
+    """Toy class map -> 0 background, 1 any shape, 2 person (body or face). Instance events should come from
+    objects appearing, vanishing, splitting or merging, not from a segmenter hesitating between two shape
+    classes from one frame to the next (which per-class components would count as a vanish plus an appear)."""
+    from ..toyworld.roster import CLASSES, SHAPES
+
+    lut = np.zeros(len(CLASSES), np.int64)
+    lut[[CLASSES.index(s) for s in SHAPES]] = 1
+    lut[[CLASSES.index("person"), CLASSES.index("face")]] = 2
+    return lut[np.asarray(classes)]
+
+
 def _components(mask: np.ndarray, min_area: int) -> list[np.ndarray]:
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     return [lab == i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area]
