@@ -249,7 +249,8 @@ class AnnotatorTask(Task):
         for i in range(heat.shape[0]):
             h, n = pck(heatmap_peaks(heat[i]).transpose(0, 1), v["keypoints"][i], threshold=2.0)
             hit, tot = hit + h, tot + n
-        write_video(out_dir / "samples" / f"step-{step:07d}.gif", annotator_panel(self.model, v["video"][:17 * 4]))
+        F = self.render_cfg.frames
+        write_video(out_dir / "samples" / f"step-{step:07d}.gif", annotator_panel(self.model, v["video"][:F * 4], F))
         return {"depth_mae": float((depth - v["depth"].float()).abs().mean()),
                 "miou": miou(cls.numpy(), v["classes"].numpy(), len(CLASSES)),
                 "pck@2px": hit / max(tot, 1)}
