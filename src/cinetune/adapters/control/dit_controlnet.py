@@ -81,7 +81,7 @@ class DiTControlNet(ModelMixin, ConfigMixin):
             net.patch_embedding.weight[:, :L] = w
             net.patch_embedding.weight[:, L:] = w.repeat(1, reps, 1, 1, 1)[:, :net.encoder.out_channels] / reps
             net.patch_embedding.bias.copy_(transformer.patch_embedding.bias)
-        return net.to(w.dtype)
+        return net if w.dtype == torch.float32 else net.to(w.dtype)
 
     def residuals(self, transformer: nn.Module, latents: torch.Tensor, timestep: torch.Tensor,
                   encoder_hidden_states: torch.Tensor, condition: torch.Tensor) -> dict[int, torch.Tensor]:
