@@ -6,6 +6,7 @@ maps, keypoints. Condition adherence compares those, not colours."""
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -34,18 +35,20 @@ def grey(a: np.ndarray) -> np.ndarray:
     return np.repeat(a[..., None], 3, -1)
 
 
-class Extractor:
+class Extractor(ABC):
     """Base class. Subclasses implement `analyse_frames` (a batch of frames -> structured array with a leading frame
     axis) and `render` (structured, (H,W) -> (F,H,W,3) uint8). `batch_size` frames are processed at a time."""
 
     kind = ""
     batch_size = 32
 
+    @abstractmethod
     def analyse_frames(self, frames: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """(N,H,W,3) uint8 frames -> structured array with a leading frame axis."""
 
+    @abstractmethod
     def render(self, structured: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        raise NotImplementedError
+        """Structured array -> (F,H,W,3) uint8 condition video of frame size `size` (H, W)."""
 
     def analyse(self, video: np.ndarray, progress: bool | None = None) -> np.ndarray:
         video = check_video(video)

@@ -113,6 +113,7 @@ class ControlAttachment(Handle):
         view, tr = backbone.view, backbone.transformer
         self.base = {n: p.detach().clone() for n, p in tr.named_parameters()} if trainable and model.finetune else None
         self.cond: torch.Tensor | None = None
+        self._keep: dict[str, torch.Tensor] | None = None  # concat training: per-kind dropout masks
         m = model.method
         if m == "controlnext":
             self.inner = attach_controlnext(model.module, view)
@@ -215,8 +216,7 @@ class ControlAttachment(Handle):
         elif m == "dit-controlnet":
             self.inner.set_inputs(latents, timestep, encoder_hidden_states, rep(self.cond), scale)
         else:  # concat has no residual to scale: the strength multiplies the condition latents
-            keep = getattr(self, "_keep", None)
-            keep = {k: v.repeat(B // v.shape[0]) for k, v in keep.items()} if keep else None
+            keep = {k: v.repeat(B // v.shape[0]) for k, v in self._keep.items()} if self._keep else None
             self.inner.set_condition({k: rep(v) * scale for k, v in self.cond.items()}, keep)
 
 
