@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import CinetuneError
 
+DEMO_CONTROL_SEED = 11  # held-out toy-world clips (training uses dataset seed 0)
 DEMO_PROMPTS = [
     "A red circle moves to the right on a plain navy backdrop.",
     "A large yellow star spins on a black background.",
@@ -47,19 +48,26 @@ def cmd_generate(a: argparse.Namespace) -> None:
                     a.width or pipe.backbone.preset.width)
     kw = dict(negative_prompt=a.negative_prompt, frames=a.frames, height=a.height, width=a.width, steps=a.steps,
               guidance=a.guidance, seed=a.seed)
-    if a.adapter:
+    if a.adapter and a.scale_adapter:
+        raise CinetuneError("give --adapter or --scale-adapter, not both")
+    if a.adapter or a.scale_adapter:
         from .adapters.control.model import ControlModel
+        from .adapters.scale.model import ScaleAdapterModel
         from .pipelines import ControlledPipeline
 
-        model = ControlModel.load(a.adapter)
+        model = ControlModel.load(a.adapter) if a.adapter else ScaleAdapterModel.load(a.scale_adapter)
         if not controls:
-            raise CinetuneError(f"--adapter needs conditions: --control KIND=VIDEO or --control-from VIDEO "
-                                f"(this adapter takes {', '.join(model.kinds)})")
+            raise CinetuneError(f"--{'adapter' if a.adapter else 'scale-adapter'} needs conditions: --control "
+                                f"KIND=VIDEO or --control-from VIDEO (trained on {', '.join(model.kinds)})")
+        if a.slot:
+            if not a.scale_adapter:
+                raise CinetuneError("--slot belongs to --scale-adapter")
+            model.slots = dict(_pair(s, "--slot") for s in a.slot)
         res = ControlledPipeline(pipe, model)(a.prompt, controls=controls, control_scale=a.control_scale,
                                               control_start=a.control_start, control_end=a.control_end, **kw)
     else:
         if controls:
-            raise CinetuneError("--control needs --adapter PATH (a trained control adapter)")
+            raise CinetuneError("--control needs --adapter PATH or --scale-adapter PATH")
         res = pipe(a.prompt, **kw)
     fps = pipe.backbone.preset.fps
     if out.suffix.lower() in (".mp4", ".gif", ".png"):
@@ -68,6 +76,13 @@ def cmd_generate(a: argparse.Namespace) -> None:
         paths = [write_video(out / f"{i:02d}.mp4", v, fps) for i, v in enumerate(res.videos)]
     for p in paths:
         print(p)
+
+
+def _pair(spec: str, flag: str) -> tuple[str, str]:
+    k, sep, v = spec.partition("=")
+    if not sep or not k or not v:
+        raise CinetuneError(f"{flag} expects A=B, got {spec!r}")
+    return k, v
 
 
 def _controls(a: argparse.Namespace) -> dict:
@@ -107,7 +122,34 @@ def cmd_demo(a: argparse.Namespace) -> None:
     for p, prompt in zip(paths, DEMO_PROMPTS):
         print(f"{p}  <- {prompt}")
     print(grid)
+    if a.model == "toy-large":
+        print(_demo_control(pipe, out, a, fps))
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+
+
+def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
+    """Controlled generation with the shipped ControlNeXt adapter on held-out toy clips: reference | canny | depth |
+    pose | uncontrolled | controlled, side by side (same prompt, same seed)."""
+    import numpy as np
+
+    from .adapters.control.model import SHIPPED_CONTROL, ControlModel
+    from .io import video_grid, write_video
+    from .pipelines import ControlledPipeline
+    from .toyworld import clip_seed, render_clip
+    from .training.control_task import training_condition
+
+    model = ControlModel.load(SHIPPED_CONTROL)
+    clips = [c for c in (render_clip(clip_seed(DEMO_CONTROL_SEED, i)) for i in range(64)) if c[0].keypoints.shape[1]][:2]
+    ctl = ControlledPipeline(pipe, model)
+    rows = []
+    for i, (clip, prompt) in enumerate(clips):
+        conds = {k: training_condition(clip, k) for k in model.kinds}
+        free = pipe(prompt, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]
+        held = ctl(prompt, controls=conds, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]
+        write_video(out / f"controlled-{i:02d}.mp4", held, fps)
+        rows.append(np.concatenate([clip.video, *(conds[k] for k in model.kinds), free, held], 2))
+        print(f"{out / f'controlled-{i:02d}.mp4'}  <- {prompt} + {', '.join(model.kinds)} of a held-out clip")
+    return write_video(out / "control-grid.gif", video_grid(rows, cols=1), fps)
 
 
 def cmd_render_toy(a: argparse.Namespace) -> None:
@@ -124,10 +166,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .training import preset_config, train
 
     kinds = {"base": ("dit", "vae"), "features": ("video-encoder", "identity-encoder", "annotator"),
-             "control": ("control",)}
+             "control": ("control",), "scale-adapter": ("scale-adapter",)}
     if a.kind not in kinds:
         raise CinetuneError(f"unknown training kind {a.kind!r}; available: {', '.join(kinds)}")
-    preset = a.preset or ("toy-control" if a.kind == "control" else None)
+    preset = a.preset or {"control": "toy-control", "scale-adapter": "toy-scale-adapter"}.get(a.kind)
     if not preset:
         raise CinetuneError(f"train {a.kind}: --preset is required")
     cfg = preset_config(preset)
@@ -143,8 +185,18 @@ def cmd_train(a: argparse.Namespace) -> None:
             flags.setdefault("control", {})["conditions"] = a.conditions
         if a.control_method and not any(o.startswith("output_dir=") for o in a.overrides or []):
             flags["output_dir"] = f"runs/control-{a.control_method}"
+    elif a.kind == "scale-adapter":
+        if a.control_method:
+            raise CinetuneError("--method belongs to `cinetune train control`")
+        if a.conditions:
+            flags.setdefault("scale", {})["conditions"] = a.conditions
+        if a.small:
+            flags.setdefault("scale", {})["small"] = a.small
+        a.backbone = a.large or a.backbone
     elif a.control_method or a.conditions:
         raise CinetuneError("--method and --conditions belong to `cinetune train control`")
+    if (a.large or a.small) and a.kind != "scale-adapter":
+        raise CinetuneError("--large and --small belong to `cinetune train scale-adapter`")
     if a.backbone:
         flags["backbone"] = a.backbone
         if a.backbone != cfg.backbone and cfg.init.startswith("src/cinetune/assets/"):
@@ -279,7 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
-    g.add_argument("--adapter", default=None, help="trained control adapter directory")
+    g.add_argument("--adapter", default=None,
+                   help="trained control adapter directory, or a shipped one by name (toy-large-controlnext)")
+    g.add_argument("--scale-adapter", default=None,
+                   help="trained Scale-Adapter directory or shipped name; any subset of conditions, unseen kinds too")
+    g.add_argument("--slot", action="append", metavar="KIND=SLOT",
+                   help="scale-adapter: feed an unseen condition through this trained slot of the small model")
     g.add_argument("--control", action="append", metavar="KIND=VIDEO", help="condition video (repeatable)")
     g.add_argument("--control-from", default=None, metavar="VIDEO", help="extract the conditions from this video")
     g.add_argument("--kinds", default="", help="with --control-from: kinds to extract, e.g. canny,depth")
@@ -297,11 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_render_toy)
 
     t = sub.add_parser("train", help="train with the shared trainer: cinetune train base --preset toy-small")
-    t.add_argument("kind", help="base (DiTs, VAE) | features (toy video/identity encoders, annotator) | control")
+    t.add_argument("kind", help="base (DiTs, VAE) | features (toy video/identity encoders, annotator) | control | "
+                                "scale-adapter")
     t.add_argument("--preset", default=None, help="training preset (train control: default toy-control)")
     t.add_argument("--method", dest="control_method", default=None, help="control: controlnext | dit-controlnet | concat")
     t.add_argument("--conditions", default=None, help="control: comma list, e.g. canny,depth,pose")
     t.add_argument("--backbone", default=None, help="backbone preset (e.g. toy-large)")
+    t.add_argument("--large", default=None, help="scale-adapter: the frozen large backbone (default toy-large)")
+    t.add_argument("--small", default=None,
+                   help="scale-adapter: the small conditional model, a concat control adapter dir or shipped name")
     t.add_argument("--config", help="YAML file applied on top of the preset")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)

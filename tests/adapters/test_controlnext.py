@@ -3,12 +3,16 @@ removal, trainable set, gradient checkpointing, save/load."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
-from cinetune.adapters.base import enable_finetune
+from cinetune.adapters.base import enable_finetune, state_of
 from cinetune.adapters.control.controlnext import ControlNeXtDiT, attach_controlnext
-from cinetune.adapters.control.encoder import temporal_groups
+from cinetune.adapters.control.encoder import pool_frames, scaled_widths, temporal_groups
+from cinetune.adapters.control.model import new_control_model
+from cinetune.backbones import load_backbone
 from cinetune.errors import CinetuneError
 from tests.adapters.conftest import control_inputs
 
@@ -67,7 +71,9 @@ def test_cross_normalisation_statistics():
     torch.testing.assert_close(out.mean((2, 3)), h.view(2, 3, 4, 8).mean((2, 3)))
     paper = ControlNeXtDiT(hidden_size=8, norm="paper", widths=(8, 8, 8), block_widths=(8,))
     out = paper.combine(h, c, 1.0, frames=3) - h
-    expect = (c - h.mean(1, keepdim=True)) / torch.sqrt(h.var(1, keepdim=True, unbiased=False) + 1e-5)
+    mu = h.sum((1, 2), keepdim=True) / 96  # Eq. 8-9 over n = h*w*c values
+    var = (h - mu).square().sum((1, 2), keepdim=True) / 96
+    expect = (c - mu) / torch.sqrt(var + 1e-5)
     torch.testing.assert_close(out, expect)
 
 
@@ -124,3 +130,46 @@ def test_mismatches_are_clear_errors(backbone):
         attach_controlnext(adapter(backbone, inject_block=9), backbone.view)
     with pytest.raises(CinetuneError, match="norm"):
         ControlNeXtDiT(norm="batch")
+
+
+def test_pool_frames_matches_the_causal_groups():
+    x = torch.randn(2, 9, 3, 4, 4)
+    expect = torch.stack([x[:, a:b].mean(1) for a, b in temporal_groups(9, 4)], 1)
+    torch.testing.assert_close(pool_frames(x, 4), expect)
+    assert pool_frames(x, 1) is x
+    with pytest.raises(ValueError):
+        pool_frames(x[:, :8], 4)
+
+
+def test_precomputed_features_and_guidance_batches_give_the_same_tokens(backbone):
+    lat, t, emb, cond = control_inputs()
+    a = adapter(backbone)
+    feats = a.features(cond)
+    torch.testing.assert_close(a.encode(None, t, feats), a.encode(cond, t))
+    # one condition for a CFG batch of 2 at one timestep: encoded once, repeated == encoded twice
+    st = state_of(backbone.transformer)
+    with attach_controlnext(a, backbone.view) as h:
+        t2 = torch.tensor([500.0, 500.0])
+        h.set_condition(None, t2, features=feats[:1])
+        once = st.residuals[h.name][0].clone()
+        h.set_condition(cond[:1].repeat(2, 1, 1, 1, 1), t2)
+        torch.testing.assert_close(once, st.residuals[h.name][0])
+        h.set_condition(None, t, features=feats[:1])  # different timesteps: repeated before encoding
+        torch.testing.assert_close(st.residuals[h.name][0], a.encode(cond[:1].repeat(2, 1, 1, 1, 1), t))
+
+
+def test_widths_scale_with_the_backbone():
+    assert scaled_widths(1536) == dict(widths=(64, 64, 128), block_widths=(128, 256), temb_dim=256)  # public code
+    small = scaled_widths(256)
+    assert small == dict(widths=(16, 16, 32), block_widths=(32, 64), temb_dim=64)
+    assert min(scaled_widths(8)["widths"]) >= 8
+
+
+def test_default_controlnext_trains_under_ten_percent_of_toy_large():
+    torch.manual_seed(0)
+    large = load_backbone("toy-large", random_init=True)
+    model = new_control_model("controlnext", large, ["canny", "depth", "pose"])
+    base = sum(p.numel() for p in large.transformer.parameters())
+    finetuned = sum(p.numel() for n, p in large.transformer.named_parameters() if re.search(model.finetune, n))
+    own = sum(p.numel() for p in model.module.parameters())
+    assert finetuned > 0 and (own + finetuned) / base <= 0.10

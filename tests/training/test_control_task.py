@@ -24,7 +24,7 @@ def test_each_method_trains_and_exports(method, tmp_path):
     model = ControlModel.load(out / "final" / "control")
     assert model.method == method and model.kinds == ["canny", "depth"]
     if method == "controlnext":
-        assert model.finetuned and all("to_out" in n for n in model.finetuned)  # attention output projections
+        assert model.finetuned and all("attn1.to_out" in n for n in model.finetuned)  # self-attention outputs
     if method == "concat":
         assert model.patch and model.finetuned  # full fine-tune by default
     assert (out / "samples" / "step-0000002.gif").is_file()
@@ -49,3 +49,23 @@ def test_cli_train_control_errors():
     assert main(["train", "control", "--method", "controlnet-xl", "steps=1"]) == 2
     assert main(["train", "control", "--conditions", "thermal", "steps=1"]) == 2
     assert main(["train", "base", "--preset", "tiny", "--method", "concat"]) == 2
+
+
+def test_control_runs_export_as_assets_with_a_card(tmp_path):
+    from cinetune.assets.cards import export_asset
+
+    out = train(tiny(tmp_path, "controlnext"), progress=False)
+    dest = export_asset(out, "tiny-control", root=tmp_path / "assets")
+    card = (dest / "README.md").read_text()
+    assert "cinetune train control --preset toy-control --method controlnext --conditions canny,depth" in card
+    assert (dest / "samples.gif").is_file() and "Controlled samples" in card
+    model = ControlModel.load(dest / "control")
+    assert model.method == "controlnext" and model.info["steps"] == 2
+
+
+def test_shipped_controlnext_loads_by_name():
+    from cinetune.adapters.control.model import SHIPPED_CONTROL
+
+    model = ControlModel.load(SHIPPED_CONTROL)
+    assert model.method == "controlnext" and model.kinds == ["canny", "depth", "pose"]
+    assert model.info["backbone"] == "toy-large"

@@ -97,13 +97,20 @@ METRIC_NOTES = {
 }
 
 
+def _recipe(cfg: dict, name: str) -> str:
+    if cfg["task"] == "control":
+        c = cfg["control"]
+        return (f"cinetune train control --preset {cfg.get('preset') or 'toy-control'} --method {c['method']} "
+                f"--conditions {c['conditions']}")
+    return f"cinetune train {'base' if cfg['task'] in ('dit', 'vae') else 'features'} --preset {cfg.get('preset') or name}"
+
+
 def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
     from safetensors.torch import load_file
 
     d = cfg["data"]
     lines = [f"# {name}", "", "Trained by cinetune's own recipe on the procedural toy world (no external data).", "",
-             f"- Recipe: `cinetune train {'base' if cfg['task'] in ('dit', 'vae') else 'features'} --preset "
-             f"{cfg.get('preset') or name}` (config below; `--resume` continues a stopped run)",
+             f"- Recipe: `{_recipe(cfg, name)}` (config below; `--resume` continues a stopped run)",
              f"- Data: toy-world clips, dataset seed {d['seed']}, {d['frames']} frames x {d['height']}x{d['width']}"
              + (f", latent cache of {d['latent_cache']} clips" if d.get("latent_cache") else "")
              + (f", {d['clip_cache']} clips rendered once" if d.get("clip_cache") else "")
@@ -130,6 +137,9 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
         f"(`samples.txt`), {CARD_STEPS} steps, guidance 5, seed 0." if cfg["task"] == "dit"
         else " Reconstructions (left: input, right: decoded): `samples.gif`." if cfg["task"] == "vae"
         else " Predictions on held-out clips (input | depth | segmentation | pose): `samples.gif`."
-        if cfg["task"] == "annotator" else ""),
+        if cfg["task"] == "annotator"
+        else f" Controlled samples on held-out clips ({' | '.join(cfg['control']['conditions'].split(','))} | generated, "
+        f"{cfg['validation_steps']} steps): `samples.gif`. Adherence, quality and latency against the other methods: "
+        "`cinetune bench control` (benchmarks/results/control.md)." if cfg["task"] == "control" else ""),
               "", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)

@@ -3,8 +3,8 @@ Wan2.1-1.3B and 14B widths, random weights.
 
 A whole 14B model does not fit this machine, so the step is measured per part and summed: one transformer block
 (x the block count), the patch embedding / condition embedder / head once, and each adapter's own extra work per
-step (ControlNeXt: its encoder + cross-norm; DiT-ControlNet: its encoder, patch embedding and copied blocks; concat:
-the wider patch embedding). On CPU the token count is reduced (9 frames at 128x128: 192 tokens); on a GPU the
+step (ControlNeXt: its encoder's timestep-dependent part + cross-norm, the stem runs once per video; DiT-ControlNet:
+its encoder, patch embedding and copied blocks; concat: the wider patch embedding). On CPU the token count is reduced (9 frames at 128x128: 192 tokens); on a GPU the
 real 81x480x832 (32,760 tokens) is used. Ratios, not absolute times, transfer between the two."""
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def measure(size: str, frames: int, height: int, width: int, device: str, dtype:
     base = t_shell + c["layers"] * t_block
 
     cnx = ControlNeXtDiT(hidden_size=D, spatial_stride=16, temporal_compression=4).to(device, dtype).eval()
-    t_cnx = _med(lambda: cnx.combine(x, cnx.encode(cond, t), 1.0, lf), repeats)
+    feats = cnx.features(cond)  # the encoder's timestep-free stem runs once per video, not per step
+    t_cnx = _med(lambda: cnx.combine(x, cnx.encode(None, t, feats), 1.0, lf), repeats)
     enc = PixelControlEncoder(3, (192, 96, 48), 8, 4).to(device, dtype).eval()
     pe = torch.nn.Conv3d(16 + 48, D, (1, 2, 2), (1, 2, 2)).to(device, dtype)
     t_cn_in = _med(lambda: pe(torch.cat([lat, enc(cond)], 1)), repeats)

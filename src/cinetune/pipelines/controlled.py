@@ -40,10 +40,12 @@ class ControlledPipeline:
     "guidance start/end" knobs), on both classifier-free-guidance branches."""
 
     def __init__(self, base: TextToVideoPipeline, control):
+        """control: a ControlModel (adapters.control.model) or a ScaleAdapterModel (adapters.scale.model)."""
         from ..adapters.control.model import ControlModel
+        from ..adapters.scale.model import ScaleAdapterModel
 
-        if not isinstance(control, ControlModel):
-            raise CinetuneError("control must be a ControlModel (cinetune.adapters.control.model)")
+        if not isinstance(control, (ControlModel, ScaleAdapterModel)):
+            raise CinetuneError("control must be a ControlModel or a ScaleAdapterModel")
         self.base, self.control = base, control
 
     @property

@@ -8,7 +8,7 @@ from ..config import merge
 from ..errors import CinetuneError
 
 
-TASKS = ("dit", "vae", "video-encoder", "identity-encoder", "annotator", "control")
+TASKS = ("dit", "vae", "video-encoder", "identity-encoder", "annotator", "control", "scale-adapter")
 
 
 @dataclass
@@ -27,6 +27,25 @@ class ControlConfig:
     num_blocks: int = 2  # DiT-ControlNet copied blocks
     stride: int = 2  # DiT-ControlNet: block k*stride receives copy k
     clip_cache: int = 2000  # clips pre-encoded once (latents, text, conditions)
+
+
+@dataclass
+class ScaleConfig:
+    """Scale-Adapter (task "scale-adapter"): `cinetune train scale-adapter --large L --small S --conditions a,b`."""
+
+    small: str = "toy-small-control"  # the small conditional model: a concat control adapter (dir or shipped name)
+    small_backbone: str = "toy-small"
+    conditions: str = "canny,depth,pose"
+    count: int = 3  # adapters (large blocks paired)
+    strategy: str = "ends"  # ends | even | first | last (adapters.scale.pairing)
+    large_blocks: str = ""  # explicit comma list (overrides count/strategy)
+    small_blocks: str = ""  # explicit comma list (default: the same relative depth)
+    mce: bool = True  # Mixture of Condition Experts (False: the paper's "w/o MCE" ablation)
+    num_experts: int = 3
+    top_k: int = 2
+    expert_rank: int = 16
+    keep_prob: float = 0.5  # each condition kind is present in a training sample with this probability (>= 1 kept)
+    clip_cache: int = 1000
 
 
 @dataclass
@@ -83,6 +102,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def validate(self) -> "TrainConfig":
         if self.task not in TASKS:
@@ -108,6 +128,19 @@ class TrainConfig:
                 raise CinetuneError(f"control.norm/stats: got {c.norm!r}/{c.stats!r}")
             if not 0.0 <= c.dropout < 1.0:
                 raise CinetuneError(f"control.dropout must be in [0, 1), got {c.dropout}")
+        if self.task == "scale-adapter":
+            from ..adapters.scale.pairing import STRATEGIES
+            from ..conditions import KINDS
+
+            c = self.scale
+            kinds = [k for k in c.conditions.split(",") if k]
+            if not kinds or [k for k in kinds if k not in KINDS]:
+                raise CinetuneError(f"scale.conditions: unknown or empty {c.conditions!r}; known: {', '.join(KINDS)}")
+            if c.strategy not in STRATEGIES:
+                raise CinetuneError(f"scale.strategy must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
+            if not 0.0 < c.keep_prob <= 1.0 or not 1 <= c.top_k <= c.num_experts:
+                raise CinetuneError(f"scale: need 0 < keep_prob <= 1 and 1 <= top_k <= num_experts, got "
+                                    f"{c.keep_prob}, {c.top_k}, {c.num_experts}")
         if (self.data.frames - 1) % 4:
             raise CinetuneError(f"data.frames must be 4k+1 (the VAE's causal time compression), got {self.data.frames}")
         return self
@@ -154,6 +187,18 @@ PRESETS: dict[str, dict] = {
                         output_dir="runs/toy-control", steps=1500, batch_size=8,
                         data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
                         optim=dict(lr=1e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
+    # The small conditional model of Scale-Adapter: toy-small with channel-concat control, all weights fine-tuned at
+    # the full LR; per-kind dropout 0.5 so single conditions and pairs are as common as the full triple.
+    "toy-small-control": dict(task="control", backbone="toy-small", init="src/cinetune/assets/toy-small/transformer",
+                              output_dir="runs/toy-small-control", steps=2000, batch_size=8,
+                              data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
+                              control=dict(method="concat", dropout=0.5, base_lr_scale=1.0, clip_cache=1000),
+                              optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
+    # Scale-Adapter: frozen shipped toy-large steered by the frozen small conditional model; only adapters train.
+    "toy-scale-adapter": dict(task="scale-adapter", backbone="toy-large", init="src/cinetune/assets/toy-large/transformer",
+                              output_dir="runs/toy-scale-adapter", steps=1500, batch_size=8,
+                              data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
+                              optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),

@@ -77,17 +77,18 @@ class ControlTask(Task):
         self.att = self.control.attach(self.backbone, trainable=True)
         self.model = _ControlledDenoiser(self.backbone, self.att)
         self.empty = self.backbone.text_encoder([""])[0]
+        self.latent_cache, self.clip_cache = c.method == "concat", c.clip_cache
         self.cache = self._load_or_build_cache()
 
     # -- data -------------------------------------------------------------------------------------------------
     def _cache_path(self) -> Path:
-        tag = "latents" if self.cfg.control.method == "concat" else "pixels"
+        tag = "latents" if self.latent_cache else "pixels"
         base = Path(self.cfg.data.cache_path or Path(self.cfg.output_dir) / "control-cache.safetensors")
         return base.with_name(f"{base.stem}-{'-'.join(self.kinds)}-{tag}{base.suffix}")
 
     @torch.no_grad()
     def _load_or_build_cache(self) -> dict:
-        path, n = self._cache_path(), self.cfg.control.clip_cache
+        path, n = self._cache_path(), self.clip_cache
         if path.is_file():
             data = load_file(path)
             if data["latents"].shape[0] >= n:
@@ -102,7 +103,7 @@ class ControlTask(Task):
             cols["text"].append(self.backbone.text_encoder([t for _, t in clips]).half().cpu())
             for k in self.kinds:
                 conds = np.stack([training_condition(c, k) for c, _ in clips])
-                if self.cfg.control.method == "concat":
+                if self.latent_cache:
                     cols[f"cond_{k}"].append(codec.encode(
                         torch.from_numpy(conds).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1).to(self.device)).cpu())
                 else:

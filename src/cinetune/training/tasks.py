@@ -268,4 +268,8 @@ def make_task(cfg: TrainConfig, device: torch.device) -> Task:
         from .control_task import ControlTask
 
         return ControlTask(cfg, device)
+    if cfg.task == "scale-adapter":
+        from .scale_task import ScaleAdapterTask
+
+        return ScaleAdapterTask(cfg, device)
     return {"vae": VAETask, "dit": DiTTask, **FEATURE_TASKS}[cfg.task](cfg, device)

@@ -2,8 +2,11 @@
 whose output is added to the DiT's hidden states after one block, bridged by Cross Normalization.
 
 Cross-normalisation modes (REFERENCE.md: the paper and the public code disagree; both are offered):
-- "paper" (default): Eq. 8-10, x_c' = (x_c - mu_m) / sqrt(var_m + eps) * gamma, with the main branch's per-channel
-  statistics over tokens and a learnable per-channel gamma (initialised to 1);
+- "paper" (default): Eq. 8-10, x_c' = (x_c - mu_m) / sqrt(var_m + eps) * gamma, with the main branch's statistics
+  over n = h*w*c values (Eq. 8-9: one mean and variance per sample, over all tokens and channels) and a learnable
+  per-channel gamma (initialised to 1). Per-channel statistics (the text's "channel-wise") blow up at init: a DiT's
+  hidden states carry channels with large means and small spreads, so -mu/sigma dominates (flow-matching loss 2.1
+  vs 0.26 at step 1 on toy-large), hence the equation's n;
 - "code": the public code: re-standardise x_c to the main branch's mean and std, one scalar pair per sample (or
   per latent frame with stats="frame"), no learnable gamma;
 - "zero": a zero-initialised projection and plain addition (ControlNet's zero convolution; the ablation baseline);
@@ -21,7 +24,7 @@ from torch import nn
 
 from ...errors import CinetuneError
 from ..base import Handle, add_residual_hooks, state_of
-from .encoder import ControlEncoder, temporal_groups
+from .encoder import ControlEncoder
 
 NORMS = ("paper", "code", "zero", "none")
 
@@ -32,13 +35,15 @@ class ControlNeXtDiT(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, hidden_size: int = 256, in_channels: int = 3, spatial_stride: int = 8,
                  temporal_compression: int = 4, inject_block: int = 0, norm: str = "paper", stats: str = "sample",
-                 eps: float = 1e-5, widths: tuple[int, ...] = (64, 64, 128), block_widths: tuple[int, ...] = (128, 256)):
+                 eps: float = 1e-5, widths: tuple[int, ...] = (64, 64, 128), block_widths: tuple[int, ...] = (128, 256),
+                 temb_dim: int = 256):
         super().__init__()
         if norm not in NORMS:
             raise CinetuneError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
         if stats not in ("sample", "frame"):
             raise CinetuneError(f"stats must be sample or frame, got {stats!r}")
-        self.encoder = ControlEncoder(in_channels, hidden_size, spatial_stride, temporal_compression, widths, block_widths)
+        self.encoder = ControlEncoder(in_channels, hidden_size, spatial_stride, temporal_compression, widths, block_widths,
+                                      temb_dim)
         self.gamma = nn.Parameter(torch.ones(hidden_size)) if norm == "paper" else None
         self.proj = None
         if norm == "zero":
@@ -46,9 +51,14 @@ class ControlNeXtDiT(ModelMixin, ConfigMixin):
             nn.init.zeros_(self.proj.weight)
             nn.init.zeros_(self.proj.bias)
 
-    def encode(self, condition: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        """condition (B, C, F, H, W) in [-1, 1] -> control tokens (B, N, D)."""
-        c = self.encoder(condition, timestep)
+    def features(self, condition: torch.Tensor) -> torch.Tensor:
+        """The timestep-free part of the encoder (once per video): (B, C, F, H, W) -> (B, F', C_stem, H/2, W/2)."""
+        return self.encoder.features(condition)
+
+    def encode(self, condition: torch.Tensor | None, timestep: torch.Tensor, features: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """condition (B, C, F, H, W) in [-1, 1] (or its `features`) -> control tokens (B, N, D)."""
+        c = self.encoder(condition, timestep, features)
         return self.proj(c) if self.proj is not None else c
 
     def combine(self, h: torch.Tensor, c: torch.Tensor, scale: float, frames: int) -> torch.Tensor:
@@ -56,8 +66,8 @@ class ControlNeXtDiT(ModelMixin, ConfigMixin):
         mode, eps = self.config.norm, self.config.eps
         c = c.to(h.dtype)
         if mode == "paper":
-            mu = h.mean(1, keepdim=True)
-            var = h.var(1, keepdim=True, unbiased=False)
+            mu = h.mean((1, 2), keepdim=True)
+            var = h.var((1, 2), keepdim=True, unbiased=False)
             c = (c - mu) / torch.sqrt(var + eps) * self.gamma.to(h.dtype)
         elif mode == "code":
             if self.config.stats == "frame":
@@ -83,14 +93,26 @@ class ControlNeXtHandle(Handle):
                                     combine=lambda h, r, s, i: adapter.combine(h, r, s, self.frames)).remove)
 
     def set_condition(self, condition: torch.Tensor | None, timestep: torch.Tensor | None = None,
-                      scale: float = 1.0) -> None:
-        """Encode `condition` (B, C, F, H, W) in [-1, 1] for the next forward(s) at `timestep` (B,); None clears."""
+                      scale: float = 1.0, features: torch.Tensor | None = None) -> None:
+        """Encode `condition` (B, C, F, H, W) in [-1, 1] (or its precomputed `features`, see ControlNeXtDiT.features)
+        for the next forward(s) at `timestep` (B,); both None clears. Features of batch b < B = len(timestep) are
+        encoded once and repeated when all timesteps are equal (classifier-free guidance), else repeated first."""
         st = state_of(self.transformer)
-        if condition is None:
+        if condition is None and features is None:
             st.clear(self.name)
             return
-        tokens = self.adapter.encode(condition, timestep)
-        self.frames = len(temporal_groups(condition.shape[2], self.adapter.config.temporal_compression))
+        if features is None:
+            features = self.adapter.features(condition)
+        B, b = timestep.reshape(-1).shape[0], features.shape[0]
+        if b != B and B % b == 0:
+            t = timestep.reshape(-1)
+            if bool((t == t[0]).all()):
+                tokens = self.adapter.encode(None, t[:b], features).repeat(B // b, 1, 1)
+            else:
+                tokens = self.adapter.encode(None, t, features.repeat(B // b, *([1] * (features.ndim - 1))))
+        else:
+            tokens = self.adapter.encode(None, timestep, features)
+        self.frames = features.shape[1]
         st.set_residuals(self.name, {self.adapter.config.inject_block: tokens})
         st.scales[self.name] = scale
 

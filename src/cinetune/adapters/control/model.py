@@ -16,10 +16,18 @@ from ..base import (Handle, add_lora, state_of, apply_trained_state, enable_fine
                     save_tensors, trained_state)
 from .concat import ConcatControlHandle, attach_concat
 from .controlnext import ControlNeXtDiT, attach_controlnext
+from .encoder import scaled_widths
 from .dit_controlnet import DiTControlNet, attach_dit_controlnet
 
 METHODS = ("controlnext", "dit-controlnet", "concat")
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+SHIPPED_CONTROL = "toy-large-controlnext"  # shipped adapters load by name: <assets>/<name>/control
 MANIFEST = "cinetune_control.json"
+# ControlNeXt's selectively fine-tuned base subset: the self-attention output projections. The public code trains all
+# attention outputs (SD1.5) or the cross-attention ones (SDXL); in a DiT the text cross-attention never sees the
+# control's spatial layout while self-attention mixes it across tokens, and all attention outputs would be 11.5% of
+# toy-large (8% at Wan 1.3B) against the paper's "< 10% learnable".
+CONTROLNEXT_FINETUNE = r"attn1\.to_out"
 
 
 def condition_tensor(videos: dict[str, np.ndarray | torch.Tensor], kinds: list[str]) -> torch.Tensor:
@@ -78,7 +86,10 @@ class ControlModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "ControlModel":
+        """From a directory written by `save`, or a shipped adapter's name (e.g. toy-large-controlnext)."""
         path = Path(path)
+        if not path.exists() and (ASSETS / str(path) / "control" / MANIFEST).is_file():
+            path = ASSETS / str(path) / "control"
         man = path / MANIFEST
         if not man.is_file():
             raise CinetuneError(f"{path} is not a cinetune control adapter (no {MANIFEST})")
@@ -113,6 +124,7 @@ class ControlAttachment(Handle):
         view, tr = backbone.view, backbone.transformer
         self.base = {n: p.detach().clone() for n, p in tr.named_parameters()} if trainable and model.finetune else None
         self.cond: torch.Tensor | None = None
+        self._features: torch.Tensor | None = None  # ControlNeXt: the encoder's timestep-free part, once per video
         self._keep: dict[str, torch.Tensor] | None = None  # concat training: per-kind dropout masks
         m = model.method
         if m == "controlnext":
@@ -181,27 +193,28 @@ class ControlAttachment(Handle):
                 ) -> None:
         """Set the condition videos (per kind) for the next calls; concat encodes them with the VAE here. keep
         (concat, training): per-kind (B,) masks for per-input dropout."""
+        self._features = None
         if conditions is None:
             self.cond = None
             state_of(self.backbone.transformer).clear(self.inner.name)
             return
         dev = next(self.backbone.transformer.parameters()).device
+        if self.model.method == "concat":
+            self._keep = keep
+            if all(isinstance(v, torch.Tensor) and v.ndim == 5 and v.shape[1] == self.backbone.codec.channels
+                   for v in conditions.values()):
+                self.cond = {k: v.to(dev) for k, v in conditions.items()}  # cached condition latents (training)
+            else:
+                self.cond = {k: self.backbone.codec.encode(condition_tensor({k: conditions[k]}, [k]).to(dev))
+                             for k in self.model.kinds if k in conditions}
+            return
         if isinstance(conditions, torch.Tensor):  # already (B, 3K, F, H, W) in [-1, 1] (training batches)
             self.cond = conditions.to(dev)
-            return
-        if self.model.method == "concat" and all(isinstance(v, torch.Tensor) and v.ndim == 5 and
-                                                 v.shape[1] == self.backbone.codec.channels for v in conditions.values()):
-            self.cond, self._keep = {k: v.to(dev) for k, v in conditions.items()}, keep  # cached condition latents
-            return
-        if self.model.method == "concat":
-            lat = {}
-            for k in self.model.kinds:
-                if k in conditions:
-                    lat[k] = self.backbone.codec.encode(condition_tensor({k: conditions[k]}, [k]).to(dev))
-            self.cond = lat
-            self._keep = keep
         else:
             self.cond = condition_tensor(conditions, self.model.kinds).to(dev)
+        if self.model.method == "controlnext":
+            module = self.model.module
+            self._features = module.features(self.cond.to(next(module.parameters()).dtype))
 
     def before_step(self, latents: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                     scale: float = 1.0) -> None:
@@ -211,8 +224,8 @@ class ControlAttachment(Handle):
         B = latents.shape[0]
         rep = (lambda c: c.repeat(B // c.shape[0], *([1] * (c.ndim - 1))) if c.shape[0] != B else c)  # noqa: E731
         m = self.model.method
-        if m == "controlnext":
-            self.inner.set_condition(rep(self.cond), timestep, scale)
+        if m == "controlnext":  # the handle repeats the per-video features to the batch itself
+            self.inner.set_condition(None, timestep, scale, features=self._features)
         elif m == "dit-controlnet":
             self.inner.set_inputs(latents, timestep, encoder_hidden_states, rep(self.cond), scale)
         else:  # concat has no residual to scale: the strength multiplies the condition latents
@@ -229,8 +242,9 @@ def new_control_model(method: str, backbone, kinds: list[str], finetune: str | N
     stride = backbone.codec.spatial * view.patch_size[1]
     if method == "controlnext":
         module = ControlNeXtDiT(hidden_size=view.hidden_size, in_channels=3 * len(kinds), spatial_stride=stride,
-                                temporal_compression=backbone.codec.temporal, **module_kwargs)
-        ft = r"attn[12]\.to_out" if finetune is None else finetune
+                                temporal_compression=backbone.codec.temporal,
+                                **{**scaled_widths(view.hidden_size), **module_kwargs})
+        ft = CONTROLNEXT_FINETUNE if finetune is None else finetune
     elif method == "dit-controlnet":
         module = DiTControlNet.from_base(backbone.transformer, in_channels=3 * len(kinds),
                                          spatial_stride=backbone.codec.spatial,
