@@ -128,27 +128,35 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
-    """Controlled generation with the shipped ControlNeXt adapter on held-out toy clips: reference | canny | depth |
-    pose | uncontrolled | controlled, side by side (same prompt, same seed)."""
+    """Controlled generation on held-out toy clips with the shipped adapters: reference | canny | depth | pose |
+    uncontrolled | ControlNeXt [| Scale-Adapter], side by side (same prompt, same seed)."""
     import numpy as np
 
     from .adapters.control.model import SHIPPED_CONTROL, ControlModel
+    from .adapters.scale.model import ASSETS, SHIPPED_SCALE, ScaleAdapterModel
     from .io import video_grid, write_video
     from .pipelines import ControlledPipeline
     from .toyworld import clip_seed, render_clip
     from .training.control_task import training_condition
 
-    model = ControlModel.load(SHIPPED_CONTROL)
+    adapters = {"controlnext": ControlModel.load(SHIPPED_CONTROL)}
+    if (ASSETS / SHIPPED_SCALE).is_dir():
+        adapters["scale-adapter"] = ScaleAdapterModel.load(SHIPPED_SCALE)
+    kinds = adapters["controlnext"].kinds
     clips = [c for c in (render_clip(clip_seed(DEMO_CONTROL_SEED, i)) for i in range(64)) if c[0].keypoints.shape[1]][:2]
-    ctl = ControlledPipeline(pipe, model)
     rows = []
     for i, (clip, prompt) in enumerate(clips):
-        conds = {k: training_condition(clip, k) for k in model.kinds}
-        free = pipe(prompt, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]
-        held = ctl(prompt, controls=conds, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]
-        write_video(out / f"controlled-{i:02d}.mp4", held, fps)
-        rows.append(np.concatenate([clip.video, *(conds[k] for k in model.kinds), free, held], 2))
-        print(f"{out / f'controlled-{i:02d}.mp4'}  <- {prompt} + {', '.join(model.kinds)} of a held-out clip")
+        conds = {k: training_condition(clip, k) for k in kinds}
+        cols = [clip.video, *(conds[k] for k in kinds),
+                pipe(prompt, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]]
+        for name, model in adapters.items():
+            video = ControlledPipeline(pipe, model)(prompt, controls=conds, steps=a.steps, guidance=a.guidance,
+                                                    seed=a.seed, progress=False).videos[0]
+            cols.append(video)
+            print(write_video(out / f"{name}-{i:02d}.mp4", video, fps), f" <- {prompt} + {', '.join(kinds)} of a "
+                  "held-out clip")
+        rows.append(np.concatenate(cols, 2))
+    print("control-grid.gif columns: reference | " + " | ".join(kinds) + " | uncontrolled | " + " | ".join(adapters))
     return write_video(out / "control-grid.gif", video_grid(rows, cols=1), fps)
 
 
@@ -210,6 +218,17 @@ def cmd_train(a: argparse.Namespace) -> None:
     print(out)
 
 
+def cmd_analyze(a: argparse.Namespace) -> None:
+    from .adapters.scale.similarity import analyse, report
+    from .backbones import load_backbone
+
+    if a.what != "block-similarity":
+        raise CinetuneError(f"unknown analysis {a.what!r}; available: block-similarity")
+    _positive("clips", a.clips)
+    large, small = load_backbone(a.large), load_backbone(a.small)
+    print(report(analyse(large, small, clips=a.clips), Path(a.out), a.large, a.small))
+
+
 def cmd_export_asset(a: argparse.Namespace) -> None:
     from .assets.cards import export_asset
 
@@ -219,7 +238,8 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
 def cmd_bench(a: argparse.Namespace) -> None:
     import importlib
 
-    names = {"foundation": "foundation", "metrics": "metrics", "latency": "latency", "control": "control"}
+    names = {"foundation": "foundation", "metrics": "metrics", "latency": "latency", "control": "control",
+             "scale-adapter": "scale_adapter"}
     if a.name not in names:
         raise CinetuneError(f"unknown benchmark {a.name!r}; available: {', '.join(names)}")
     run = importlib.import_module(f".bench.{names[a.name]}", __package__).run
@@ -368,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. steps=100 optim.lr=1e-4")
     t.set_defaults(fn=cmd_train)
+
+    an = sub.add_parser("analyze", help="analyses: block-similarity (which small block matches which large block)")
+    an.add_argument("what", help="block-similarity")
+    an.add_argument("--large", default="toy-large")
+    an.add_argument("--small", default="toy-small")
+    an.add_argument("--clips", type=int, default=6)
+    an.add_argument("--out", default="benchmarks/results")
+    an.set_defaults(fn=cmd_analyze)
 
     e = sub.add_parser("export-asset", help="ship a finished run as a package asset with its model card")
     e.add_argument("--run", required=True)
