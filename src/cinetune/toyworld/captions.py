@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .roster import IDENTITIES
@@ -73,4 +75,5 @@ def caption(spec: SceneSpec, variant: int = 0) -> str:
         text = f"{body} on {bgp}{pan}."
     else:
         text = f"On {bgp}, {body}{pan}."
+    text = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)  # "an orange square", "An orange background"
     return text[0].upper() + text[1:]

@@ -196,7 +196,7 @@ PRESETS: dict[str, dict] = {
                               optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # Scale-Adapter: frozen shipped toy-large steered by the frozen small conditional model; only adapters train.
     "toy-scale-adapter": dict(task="scale-adapter", backbone="toy-large", init="src/cinetune/assets/toy-large/transformer",
-                              output_dir="runs/toy-scale-adapter", steps=1500, batch_size=8,
+                              output_dir="runs/toy-scale-adapter", steps=1000, batch_size=8,
                               data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
                               optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # Seconds-long runs for tests and smoke checks.
