@@ -41,6 +41,11 @@ def test_only_the_adapters_train_and_export(runs):
     final = load_file(str(out / "checkpoints" / "step-0000002" / "model.safetensors"))
     changed = {k for k in ck if not torch.equal(ck[k], final[k])}
     assert changed and all(k.startswith("adapter.") for k in changed)  # the large transformer stayed frozen
+    from cinetune.assets.cards import export_asset
+
+    dest = export_asset(out, "tiny-scale", root=root / "assets")
+    assert "cinetune train scale-adapter --preset toy-scale-adapter --large toy-large" in (dest / "README.md").read_text()
+    assert ScaleAdapterModel.load(dest / "scale").adapter.pairs == [(0, 0), (7, 3)]
 
 
 def test_scale_training_resumes_bit_identically(runs):

@@ -98,6 +98,10 @@ METRIC_NOTES = {
 
 
 def _recipe(cfg: dict, name: str) -> str:
+    if cfg["task"] == "scale-adapter":
+        c = cfg["scale"]
+        return (f"cinetune train scale-adapter --preset {cfg.get('preset') or 'toy-scale-adapter'} --large "
+                f"{cfg['backbone']} --small {c['small']} --conditions {c['conditions']}")
     if cfg["task"] == "control":
         c = cfg["control"]
         return (f"cinetune train control --preset {cfg.get('preset') or 'toy-control'} --method {c['method']} "
@@ -140,6 +144,9 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
         if cfg["task"] == "annotator"
         else f" Controlled samples on held-out clips ({' | '.join(cfg['control']['conditions'].split(','))} | generated, "
         f"{cfg['validation_steps']} steps): `samples.gif`. Adherence, quality and latency against the other methods: "
-        "`cinetune bench control` (benchmarks/results/control.md)." if cfg["task"] == "control" else ""),
+        "`cinetune bench control` (benchmarks/results/control.md)." if cfg["task"] == "control"
+        else f" Scale-adapted samples on held-out clips ({' | '.join(cfg['scale']['conditions'].split(','))} | "
+        f"generated, {cfg['validation_steps']} steps): `samples.gif`. Tables: `cinetune bench scale-adapter`."
+        if cfg["task"] == "scale-adapter" else ""),
               "", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)
