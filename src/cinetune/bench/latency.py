@@ -72,9 +72,10 @@ def measure(size: str, frames: int, height: int, width: int, device: str, dtype:
     pe_base = shell.patch_embedding
     t_concat = _med(lambda: pe_wide(torch.cat([lat] * 4, 1)), repeats) - _med(lambda: pe_base(lat), repeats)
     n_cnx = sum(p.numel() for p in cnx.parameters())
+    n_ft = c["layers"] * sum(p.numel() for p in block.attn1.to_out.parameters())  # the selectively fine-tuned subset
     return {"size": size, "tokens": N, "block_s": t_block, "base_s": base,
             "controlnext_s": base + t_cnx, "dit_controlnet_s": base + t_cn, "concat_s": base + max(t_concat, 0.0),
-            "controlnext_params": n_cnx, "base_params": c["layers"] * sum(p.numel() for p in block.parameters())}
+            "controlnext_params": n_cnx, "controlnext_finetuned": n_ft, "base_params": c["layers"] * sum(p.numel() for p in block.parameters())}
 
 
 def run(out: Path, quick: bool = False) -> Path:
@@ -97,14 +98,17 @@ def run(out: Path, quick: bool = False) -> Path:
              "docstring. ControlNeXt injects after block 0; DiT-ControlNet: 8 copied blocks (stride 3) for 1.3B, "
              "6 (stride 4) for 14B; concat: the wider patch embedding (its VAE encode of the condition runs once per "
              "video, not per step).", "",
-             "| model | base step (s) | ControlNeXt | DiT-ControlNet | concat | ControlNeXt params (% of base blocks) |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| model | base step (s) | ControlNeXt | DiT-ControlNet | concat | ControlNeXt encoder (% of base blocks) | "
+             "ControlNeXt trainable: encoder + attn1.to_out |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         b = r["base_s"]
         lines.append(f"| {r['size']} | {b:.3f} | {r['controlnext_s']:.3f} (+{100 * (r['controlnext_s'] / b - 1):.1f}%) | "
                      f"{r['dit_controlnet_s']:.3f} (+{100 * (r['dit_controlnet_s'] / b - 1):.1f}%) | "
                      f"{r['concat_s']:.3f} (+{100 * (r['concat_s'] / b - 1):.1f}%) | "
-                     f"{r['controlnext_params'] / 1e6:.1f} M ({100 * r['controlnext_params'] / r['base_params']:.2f}%) |")
+                     f"{r['controlnext_params'] / 1e6:.1f} M ({100 * r['controlnext_params'] / r['base_params']:.2f}%) | "
+                     f"{(r['controlnext_params'] + r['controlnext_finetuned']) / 1e6:.1f} M "
+                     f"({100 * (r['controlnext_params'] + r['controlnext_finetuned']) / r['base_params']:.1f}%) |")
     if not gpu:
         lines += ["", "CPU note: at reduced token counts the convolutional encoders weigh relatively more than at "
                   "32,760 tokens (attention grows quadratically with tokens, the encoders linearly with pixels), so "
