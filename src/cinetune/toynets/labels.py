@@ -46,7 +46,7 @@ _MOTION_OF = {p: m for m, ps in MOTION_PHRASES.items() for p in ps}
 _ACTION_OF = {p: a for a, ps in ACTION_PHRASES.items()
               for p in (ps[1] + ps[-1] if isinstance(ps, dict) else ps)}
 _ACTION = re.compile(rf"\bshirt ({_alternation(_ACTION_OF)})")
-_BACKGROUND = re.compile(rf"\b(?:a|on|plain|from|striped|checkered) ({_alternation(BACKGROUND_COLOURS)})\b")
+_BACKGROUND = re.compile(rf"\b(?:an?|on|plain|from|striped|checkered) ({_alternation(BACKGROUND_COLOURS)})\b")
 
 
 def prompt_labels(prompt: str) -> dict[str, list[int]]:
