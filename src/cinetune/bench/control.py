@@ -30,7 +30,8 @@ def _train(method: str, root: Path, steps: int, checkpoint_every: int, quick: bo
     from ..training import preset_config, train
 
     cfg = preset_config("toy-control", {
-        "output_dir": str(root / f"{method}-{control.get('norm', '')}".rstrip("-")), "steps": steps,
+        "output_dir": str(root / f"{method}-{control.get('norm', '')}".rstrip("-").replace("-paper", "")),
+        "steps": steps,
         "batch_size": 4 if quick else 8, "checkpoint_every": checkpoint_every, "keep_checkpoints": 1000,
         "validate_every": 0, "num_validation": 1, "validation_steps": 4 if quick else 10,
         "control": {"method": method, "conditions": ",".join(KINDS), "clip_cache": 64 if quick else 1000, **control}})
@@ -143,13 +144,14 @@ def run(out: Path, quick: bool = False) -> Path:
 
     rows, curves = [], {}
     for method in ("controlnext", "dit-controlnet", "concat"):
-        run_dir = _train(method, root, steps, every, quick)
+        # the main ControlNeXt row is the paper's form (the variants below add the others)
+        run_dir = _train(method, root, steps, every, quick, **({"norm": "paper"} if method == "controlnext" else {}))
         model = ControlModel.load(run_dir / "final" / "control")
         videos = _generate(pipe, model, clips, conds, sample_steps)
         base_s, adapted_s = _step_latency(pipe, model, {k: v for k, v in conds[0].items()}, 3 if quick else 10)
         trainable = model.num_parameters()
         a = _adherence(videos, clips)
-        rows.append({"method": method, "trainable": trainable, "pct": 100 * trainable / base_params,
+        rows.append({"method": method + (" (paper cross-norm)" if method == "controlnext" else ""), "trainable": trainable, "pct": 100 * trainable / base_params,
                      "train_step_s": _sec_per_step(run_dir), "base_step_s": base_s, "step_s": adapted_s, **a,
                      "fvd": frechet_distance(feats.video_features(videos), feats.video_features(refs)),
                      "ssim": float(np.mean([ssim(v, r) for v, r in zip(videos, refs)])),

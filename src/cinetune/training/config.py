@@ -21,7 +21,10 @@ class ControlConfig:
     base_lr_scale: float = 0.1  # base weights train at lr * this (ControlNeXt code: 1e-5 vs 1e-4)
     lora_rank: int = 0  # >0: LoRA on the attention projections instead of fine-tuning base weights (concat)
     dropout: float = 0.1  # per-condition dropout (each kind zeroed independently; concat)
-    norm: str = "paper"  # ControlNeXt cross-normalisation: paper | code | zero | none
+    # ControlNeXt cross-normalisation: paper | code | zero | none. Default zero: in `cinetune bench control` (300 steps
+    # on toy-large) it had the lowest loss and depth error of the four; the paper's Eq. 10 form learned no more than
+    # plain addition and the code's form had the highest loss (benchmarks/results/control.md)
+    norm: str = "zero"
     stats: str = "sample"  # ControlNeXt code-form statistics: sample | frame
     inject_block: int = 0  # ControlNeXt: hidden states after this block receive the control
     num_blocks: int = 2  # DiT-ControlNet copied blocks
@@ -184,7 +187,7 @@ PRESETS: dict[str, dict] = {
                           checkpoint_every=250, validate_every=500),
     # Control adapters on the frozen shipped toy-large (issue: control adapters). Equal budgets per method.
     "toy-control": dict(task="control", backbone="toy-large", init="src/cinetune/assets/toy-large/transformer",
-                        output_dir="runs/toy-control", steps=1500, batch_size=8,
+                        output_dir="runs/toy-control", steps=400, batch_size=8,
                         data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
                         optim=dict(lr=1e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # The small conditional model of Scale-Adapter: toy-small with channel-concat control, all weights fine-tuned at
