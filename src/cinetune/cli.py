@@ -133,7 +133,8 @@ def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
     import numpy as np
 
     from .adapters.control.model import SHIPPED_CONTROL, ControlModel
-    from .adapters.scale.model import ASSETS, SHIPPED_SCALE, ScaleAdapterModel
+    from .adapters.base import ASSETS
+    from .adapters.scale.model import SHIPPED_SCALE, ScaleAdapterModel
     from .io import video_grid, write_video
     from .pipelines import ControlledPipeline
     from .toyworld import clip_seed, render_clip

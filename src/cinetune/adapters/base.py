@@ -122,6 +122,25 @@ def add_residual_hooks(model: nn.Module, blocks: nn.ModuleList, owner: str, indi
     return Handle([lambda: [h.remove() for h in hooks], lambda: state.clear(owner)], name=owner)
 
 
+# -- files ---------------------------------------------------------------------------------------------------------
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def read_manifest(path: str | Path, manifest: str, shipped_subdir: str, what: str) -> tuple[Path, dict]:
+    """(directory, parsed JSON manifest) of a saved adapter given as a directory or as a shipped asset's name
+    (<assets>/<name>/<shipped_subdir>); a missing manifest or invalid JSON is a one-line CinetuneError."""
+    path = Path(path)
+    if not path.exists() and (ASSETS / str(path) / shipped_subdir / manifest).is_file():
+        path = ASSETS / str(path) / shipped_subdir
+    man = path / manifest
+    if not man.is_file():
+        raise CinetuneError(f"{path} is not a cinetune {what} (no {manifest})")
+    try:
+        return path, json.loads(man.read_text())
+    except json.JSONDecodeError as e:
+        raise CinetuneError(f"{man}: invalid JSON ({e})") from None
+
+
 # -- selective fine-tuning of base weights ----------------------------------------------------------------------------
 def select_parameters(model: nn.Module, pattern: str) -> list[str]:
     """Names of `model`'s parameters matching the regex `pattern` (re.search), e.g. r"attn1\\.to_out"."""

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..io import atomic_path, write_text
-from .control import KINDS, _adherence, _eval_set, _generate, _sec_per_step, _step_latency, _train
+from .control import _adherence, _eval_set, _generate, _sec_per_step, _step_latency, _train
 
 UNSEEN = ["normal", "scribble", "segmentation", "lineart", "mlsd"]
 # how each condition's adherence is measured on the generated video, and which trained kind it resembles
@@ -69,7 +68,7 @@ def run(out: Path, quick: bool = False) -> Path:
     from ..adapters.control.model import ControlModel
     from ..adapters.scale.model import ScaleAdapterModel
     from ..metrics.features import ToyFeatures
-    from ..pipelines import ControlledPipeline, TextToVideoPipeline
+    from ..pipelines import TextToVideoPipeline
     from ..training.control_task import training_condition
 
     t_start = time.perf_counter()
@@ -187,7 +186,7 @@ def run(out: Path, quick: bool = False) -> Path:
               f"| adherence ≥ 90% of the fully fine-tuned upper bound | canny {100 * ratio['canny_f1']:.0f}%, depth "
               f"{100 * ratio['depth_error']:.0f}%, pose {100 * ratio['pose_pck']:.0f}% | "
               f"{'yes' if min(ratio.values()) >= 0.9 else 'no'} |",
-              f"| zero-shot adherence above the uncontrolled model on every unseen condition | " + ", ".join(
+              "| zero-shot adherence above the uncontrolled model on every unseen condition | " + ", ".join(
                   f"{r['kind']} {r['zero_shot']:.3f} vs {r['bare']:.3f}" for r in t3) + " | " +
               ("yes" if all(_better(r["metric"], r["zero_shot"], r["bare"]) for r in t3) else "no") + " |",
               f"| inference overhead ≤ 25% of the bare large step | {1000 * base_s:.1f} → {1000 * adapted_s:.1f} ms "

@@ -34,6 +34,17 @@ def training_condition(clip, kind: str) -> np.ndarray:
     return get_extractor(kind)(clip.video)
 
 
+def frozen_backbone(cfg: TrainConfig, device: torch.device):
+    """cfg.backbone with cfg.init's transformer weights (random init when empty), on `device`, transformer frozen."""
+    backbone = load_backbone(cfg.backbone, random_init=not cfg.init)
+    if cfg.init:
+        cls = type(backbone.transformer)
+        backbone.transformer = cls.from_pretrained(cfg.init, use_safetensors=True, torch_dtype=torch.float32)
+    backbone.to(device)
+    backbone.transformer.requires_grad_(False)
+    return backbone
+
+
 class _ControlledDenoiser(torch.nn.Module):
     """One module holding every trainable parameter (for accelerate/DDP) whose forward runs adapter + backbone."""
 
@@ -57,12 +68,7 @@ class ControlTask(Task):
         bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds:
             raise CinetuneError(f"unknown or missing conditions {bad or c.conditions!r}; known: {', '.join(KINDS)}")
-        self.backbone = load_backbone(cfg.backbone, random_init=not cfg.init)
-        if cfg.init:
-            cls = type(self.backbone.transformer)
-            self.backbone.transformer = cls.from_pretrained(cfg.init, use_safetensors=True, torch_dtype=torch.float32)
-        self.backbone.to(device)
-        self.backbone.transformer.requires_grad_(False)
+        self.backbone = frozen_backbone(cfg, device)
         kw = {}
         if c.method == "controlnext":
             kw = dict(norm=c.norm, stats=c.stats, inject_block=c.inject_block)
@@ -113,12 +119,17 @@ class ControlTask(Task):
             save_file(data, str(tmp))
         return data
 
-    def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
+    def draw_cached(self, step: int, micro: int, rank: int, world: int):
+        """This process's cached clips for one micro-batch: (indices (B,), per-sample generators, latents x0, text
+        embeddings with caption dropout applied)."""
         idx, gens = self.draw(step, micro, rank, world, self.cache["latents"].shape[0])
         idx_t = torch.tensor(idx)
         x0, emb = self.cache["latents"][idx_t], self.cache["text"][idx_t].float()
         drop = torch.cat([torch.rand(1, generator=g) for g in gens]) < self.cfg.data.caption_dropout
-        emb = torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb)
+        return idx_t, gens, x0, torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb)
+
+    def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
+        idx_t, gens, x0, emb = self.draw_cached(step, micro, rank, world)
         if self.cfg.control.method == "concat":
             cond = {k: self.cache[f"cond_{k}"][idx_t].to(self.device) for k in self.kinds}
             p = self.cfg.control.dropout

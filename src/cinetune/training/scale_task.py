@@ -14,7 +14,7 @@ from ..adapters.scale.model import ScaleAdapterModel, new_scale_adapter
 from ..backbones import load_backbone
 from ..errors import CinetuneError
 from .config import TrainConfig
-from .control_task import ControlTask
+from .control_task import ControlTask, frozen_backbone
 from .tasks import Task
 
 
@@ -45,12 +45,7 @@ class ScaleAdapterTask(ControlTask):
         Task.__init__(self, cfg, device)
         c = cfg.scale
         self.kinds = [k for k in c.conditions.split(",") if k]
-        self.backbone = load_backbone(cfg.backbone, random_init=not cfg.init)
-        if cfg.init:
-            cls = type(self.backbone.transformer)
-            self.backbone.transformer = cls.from_pretrained(cfg.init, use_safetensors=True, torch_dtype=torch.float32)
-        self.backbone.to(device)
-        self.backbone.transformer.requires_grad_(False)
+        self.backbone = frozen_backbone(cfg, device)
         self.small = load_backbone(c.small_backbone).to(device)
         self.small.transformer.requires_grad_(False)
         small_control = ControlModel.load(c.small)
@@ -66,11 +61,7 @@ class ScaleAdapterTask(ControlTask):
         self.cache = self._load_or_build_cache()
 
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
-        idx, gens = self.draw(step, micro, rank, world, self.cache["latents"].shape[0])
-        idx_t = torch.tensor(idx)
-        x0, emb = self.cache["latents"][idx_t], self.cache["text"][idx_t].float()
-        drop = torch.cat([torch.rand(1, generator=g) for g in gens]) < self.cfg.data.caption_dropout
-        emb = torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb)
+        idx_t, gens, x0, emb = self.draw_cached(step, micro, rank, world)
         K = len(self.kinds)
         present = torch.stack([torch.rand(K, generator=g) < self.cfg.scale.keep_prob for g in gens])
         forced = torch.stack([torch.randint(0, K, (1,), generator=g) for g in gens]).flatten()

@@ -12,7 +12,7 @@ import torch
 
 from ...errors import CinetuneError
 from ...io import atomic_dir
-from ..base import (Handle, add_lora, state_of, apply_trained_state, enable_finetune, load_lora_state, load_tensors, lora_state,
+from ..base import (Handle, add_lora, read_manifest, state_of, apply_trained_state, enable_finetune, load_lora_state, load_tensors, lora_state,
                     save_tensors, trained_state)
 from .concat import ConcatControlHandle, attach_concat
 from .controlnext import ControlNeXtDiT, attach_controlnext
@@ -20,7 +20,6 @@ from .encoder import scaled_widths
 from .dit_controlnet import DiTControlNet, attach_dit_controlnet
 
 METHODS = ("controlnext", "dit-controlnet", "concat")
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SHIPPED_CONTROL = "toy-large-controlnext"  # shipped adapters load by name: <assets>/<name>/control
 MANIFEST = "cinetune_control.json"
 # ControlNeXt's selectively fine-tuned base subset: the self-attention output projections. The public code trains all
@@ -87,16 +86,7 @@ class ControlModel:
     @classmethod
     def load(cls, path: str | Path) -> "ControlModel":
         """From a directory written by `save`, or a shipped adapter's name (e.g. toy-large-controlnext)."""
-        path = Path(path)
-        if not path.exists() and (ASSETS / str(path) / "control" / MANIFEST).is_file():
-            path = ASSETS / str(path) / "control"
-        man = path / MANIFEST
-        if not man.is_file():
-            raise CinetuneError(f"{path} is not a cinetune control adapter (no {MANIFEST})")
-        try:
-            meta = json.loads(man.read_text())
-        except json.JSONDecodeError as e:
-            raise CinetuneError(f"{man}: invalid JSON ({e})") from None
+        path, meta = read_manifest(path, MANIFEST, "control", "control adapter")
         module = None
         if meta["method"] in ("controlnext", "dit-controlnet"):
             klass = ControlNeXtDiT if meta["method"] == "controlnext" else DiTControlNet

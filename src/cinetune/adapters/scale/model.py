@@ -14,13 +14,12 @@ import torch
 
 from ...errors import CinetuneError
 from ...io import atomic_dir
-from ..base import Handle, add_residual_hooks, state_of
+from ..base import Handle, add_residual_hooks, read_manifest, state_of
 from ..control.model import ControlModel, condition_tensor
 from .module import ScaleAdapter
 from .pairing import pair_blocks
 
 MANIFEST = "cinetune_scale.json"
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SHIPPED_SCALE = "toy-large-scale-adapter"
 # Conditions the small model was not trained on enter through the slot of the most similar trained kind (edge-like
 # through the edge slot, dense maps through the depth slot); the router then sees their own tokens.
@@ -57,17 +56,9 @@ class ScaleAdapterModel:
     @classmethod
     def load(cls, path: str | Path) -> "ScaleAdapterModel":
         """From a directory written by `save`, or a shipped adapter's name."""
-        path = Path(path)
-        if not path.exists() and (ASSETS / str(path) / "scale" / MANIFEST).is_file():
-            path = ASSETS / str(path) / "scale"
-        man = path / MANIFEST
-        if not man.is_file():
-            raise CinetuneError(f"{path} is not a cinetune Scale-Adapter (no {MANIFEST})")
+        path, meta = read_manifest(path, MANIFEST, "scale", "Scale-Adapter")
         try:
-            meta = json.loads(man.read_text())
             adapter = ScaleAdapter.from_pretrained(path / "adapter", use_safetensors=True)
-        except json.JSONDecodeError as e:
-            raise CinetuneError(f"{man}: invalid JSON ({e})") from None
         except (OSError, ValueError) as e:
             raise CinetuneError(f"cannot load {path / 'adapter'}: {str(e).splitlines()[0]}") from None
         return cls(adapter, meta["small"], meta["small_backbone"], list(meta["kinds"]), meta.get("info", {}))

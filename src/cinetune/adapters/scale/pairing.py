@@ -48,7 +48,7 @@ def large_blocks(num_large: int, count: int, strategy: str = "ends") -> list[int
             break
         if i not in chosen:
             chosen.append(i)
-    return sorted(chosen)[:count] if len(chosen) > count else sorted(chosen)
+    return sorted(chosen)
 
 
 def pair_blocks(num_large: int, num_small: int, count: int | None = None, strategy: str = "ends",
