@@ -26,8 +26,41 @@ VARIANTS = {"paper cross-norm": "paper", "code cross-norm": "code", "zero-init p
             "plain addition": "none"}
 
 
+# settings that change nothing about the trained weights
+BOOKKEEPING = ("output_dir", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every", "num_validation",
+               "validation_steps")
+
+
+def _settings(cfg: dict) -> dict:
+    cfg = {k: v for k, v in cfg.items() if k not in BOOKKEEPING}
+    if cfg.get("task") == "control":
+        cfg.pop("scale", None)  # another task's section
+        if cfg["control"]["method"] != "controlnext":  # ControlNeXt-only options
+            cfg["control"] = {k: v for k, v in cfg["control"].items() if k not in ("norm", "stats")}
+    return cfg
+
+
+def train_or_reuse(cfg) -> Path:
+    """Train `cfg`, or reuse the finished run already in its output_dir when that run's saved config has the same
+    settings (bookkeeping aside); a run stopped part-way resumes from its last checkpoint. Benches share runs this
+    way (the Scale-Adapter bench's baselines are the control bench's runs), and a re-run costs no training."""
+    import yaml
+
+    from ..config import to_yaml
+    from ..training import train
+    from ..training.checkpoint import list_checkpoints
+
+    out = Path(cfg.output_dir)
+    saved = out / "config.yaml"
+    same = saved.is_file() and _settings(yaml.safe_load(saved.read_text())) == _settings(yaml.safe_load(to_yaml(cfg)))
+    if same and (out / "final").is_dir():
+        print(f"reusing the finished run {out}")
+        return out
+    return train(cfg, resume=same and bool(list_checkpoints(out / "checkpoints")), progress=False)
+
+
 def _train(method: str, root: Path, steps: int, checkpoint_every: int, quick: bool, **control) -> Path:
-    from ..training import preset_config, train
+    from ..training import preset_config
 
     cfg = preset_config("toy-control", {
         "output_dir": str(root / f"{method}-{control.get('norm', '')}".rstrip("-").replace("-paper", "")),
@@ -35,7 +68,7 @@ def _train(method: str, root: Path, steps: int, checkpoint_every: int, quick: bo
         "batch_size": 4 if quick else 8, "checkpoint_every": checkpoint_every, "keep_checkpoints": 1000,
         "validate_every": 0, "num_validation": 1, "validation_steps": 4 if quick else 10,
         "control": {"method": method, "conditions": ",".join(KINDS), "clip_cache": 64 if quick else 1000, **control}})
-    return train(cfg, progress=False)
+    return train_or_reuse(cfg)
 
 
 def _eval_set(n: int):

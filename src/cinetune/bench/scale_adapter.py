@@ -4,7 +4,9 @@ Frozen shipped toy-large; the small conditional model is the shipped toy-small-c
 control on canny, depth, pose). Every trained method gets the same number of steps at batch 8 (quick: fewer, batch
 4); training wall time is reported next to it (the paper's "equal training wall time" reads off that column).
 - Table 1: Scale-Adapter vs DiT-ControlNet, ControlNeXt (frozen toy-large), toy-large fully fine-tuned with concat
-  control (upper bound) and the small conditional model alone; all given canny + depth + pose.
+  control (upper bound) and the small conditional model alone; all given canny + depth + pose. The baselines are
+  the control bench's runs (reused when `cinetune bench control` already trained them). A second Scale-Adapter run
+  gets DiT-ControlNet's training wall time (its step is cheaper), for the paper's equal-wall-time comparison.
 - Table 2: full vs without MCE vs half the adapters, and adherence against the adapter count (plot).
 - Table 3: zero-shot on conditions never trained (normal, scribble, segmentation, lineart, mlsd) vs uncontrolled.
 - Table 4: small and large alone vs Scale-Adapter; composition depth + pose vs each alone.
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path, write_text
-from .control import _adherence, _eval_set, _generate, _sec_per_step, _step_latency, _train
+from .control import _adherence, _eval_set, _generate, _sec_per_step, _step_latency, _train, train_or_reuse
 
 UNSEEN = ["normal", "scribble", "segmentation", "lineart", "mlsd"]
 # how each condition's adherence is measured on the generated video, and which trained kind it resembles
@@ -28,13 +30,13 @@ REFERENCE = {"normal": "depth", "segmentation": "depth", "scribble": "canny", "l
 
 
 def _train_scale(root: Path, name: str, steps: int, quick: bool, **scale) -> Path:
-    from ..training import preset_config, train
+    from ..training import preset_config
 
     cfg = preset_config("toy-scale-adapter", {
         "output_dir": str(root / name), "steps": steps, "batch_size": 4 if quick else 8, "checkpoint_every": steps,
         "validate_every": 0, "num_validation": 1, "validation_steps": 4 if quick else 10,
         "scale": {"clip_cache": 64 if quick else 1000, **scale}})
-    return train(cfg, progress=False)
+    return train_or_reuse(cfg)
 
 
 def _quality(videos, clips, feats) -> dict:
@@ -74,7 +76,9 @@ def run(out: Path, quick: bool = False) -> Path:
     t_start = time.perf_counter()
     out = Path(out)
     root = Path("runs") / ("bench-scale-quick" if quick else "bench-scale")
-    steps = 20 if quick else 400
+    # the baselines are the control bench's runs (same data, steps, batch, lr), reused when already trained there
+    control_root = Path("runs") / ("bench-control-quick" if quick else "bench-control")
+    steps = 20 if quick else 300
     n_eval, sample_steps = (3, 6) if quick else (8, 20)
     counts = [1, 3] if quick else [1, 2, 3, 4]
     large = TextToVideoPipeline.from_pretrained("toy-large", device="cpu")
@@ -89,15 +93,15 @@ def run(out: Path, quick: bool = False) -> Path:
                 **_quality(videos, clips, feats)}
 
     # --- Table 1 -----------------------------------------------------------------------------------------------
-    t1, models = [], {}
+    t1 = []
     sa_dir = _train_scale(root, "scale-adapter", steps, quick)
     sa = ScaleAdapterModel.load(sa_dir / "final" / "scale")
-    models["scale-adapter"] = sa
     t1.append(row("Scale-Adapter (frozen toy-large + frozen small)", gen(large, sa, conds), sa.num_parameters(),
                   _sec_per_step(sa_dir) * steps))
-    for method, label in (("dit-controlnet", "DiT-ControlNet"), ("controlnext", "ControlNeXt"),
-                          ("concat", "toy-large fully fine-tuned, concat (upper bound)")):
-        run_dir = _train(method, root, steps, steps, quick)
+    for method, label, kw in (("dit-controlnet", "DiT-ControlNet", {}),
+                              ("controlnext", "ControlNeXt (zero-init projection, the default)", {"norm": "zero"}),
+                              ("concat", "toy-large fully fine-tuned, concat (upper bound)", {})):
+        run_dir = _train(method, control_root, steps, steps, quick, **kw)
         m = ControlModel.load(run_dir / "final" / "control")
         t1.append(row(label, gen(large, m, conds), m.num_parameters(), _sec_per_step(run_dir) * steps))
     small_ctl = ControlModel.load(sa.small)
@@ -143,6 +147,13 @@ def run(out: Path, quick: bool = False) -> Path:
     # --- overhead --------------------------------------------------------------------------------------------------
     base_s, adapted_s = _step_latency(large, sa, dict(conds[0]), 3 if quick else 10)
 
+    # --- equal training wall time: Scale-Adapter trained as long as DiT-ControlNet took for its steps ------------
+    eq_steps = equal_wall_steps(t1[1]["wall"], _sec_per_step(sa_dir), 10 if quick else 50)
+    d = _train_scale(root, f"scale-adapter-{eq_steps}", eq_steps, quick)
+    m = ScaleAdapterModel.load(d / "final" / "scale")
+    eq = row(f"Scale-Adapter, {eq_steps} steps (DiT-ControlNet's training wall time)", gen(large, m, conds),
+             m.num_parameters(), _sec_per_step(d) * eq_steps)
+
     # --- report ----------------------------------------------------------------------------------------------------
     def fmt_row(r):
         p = f"{r['trainable'] / 1e6:.2f} M ({100 * r['trainable'] / base_params:.1f}%)" if r["trainable"] else "-"
@@ -157,12 +168,17 @@ def run(out: Path, quick: bool = False) -> Path:
     sa_p, cn_p = t1[0]["trainable"], t1[1]["trainable"]
     up = t1[3]
     ratio = {k: _ratio(t1[0][k], up[k], BETTER_UP[k]) for k in BETTER_UP}
+    # each baseline against the longest-trained Scale-Adapter run that took no more wall time than it (5% slack)
+    pairs = [(max((r for r in (t1[0], eq) if r["wall"] <= 1.05 * base["wall"]), key=lambda r: r["wall"],
+                  default=t1[0]), base) for base in (t1[1], t1[2])]
     lines = ["# Scale-Adapter at toy scale", "",
              f"`cinetune bench scale-adapter{' --quick' if quick else ''}`: every trained method {steps} steps at "
              f"batch {4 if quick else 8} (lr per preset); {n_eval} held-out clips, {sample_steps} sampling steps, "
              "guidance 5; all conditions given unless a table says otherwise. Adherence re-extracts the condition "
              "from the generated video (canny: OpenCV; depth, pose, segmentation: the toy annotator).", "",
-             "## Table 1: methods", "", *head, *map(fmt_row, t1), fmt_row(bare), "",
+             "## Table 1: methods", "", *head, *map(fmt_row, [t1[0], eq, *t1[1:]]), fmt_row(bare), "",
+             "Train wall = the run's median step time x its steps (runs/ holds each run's metrics.csv); the step "
+             "times come from runs made at different times on this shared machine, so compare them loosely.", "",
              "## Table 2: ablation", "", *head, *map(fmt_row, t2), "",
              "Adapter count (plot: scale-adapter.png): " + ", ".join(
                  f"{c}: depth err {r['depth_error']:.4f} / canny F1 {r['canny_f1']:.3f}" for c, r in curve), "",
@@ -186,6 +202,9 @@ def run(out: Path, quick: bool = False) -> Path:
               f"| adherence ≥ 90% of the fully fine-tuned upper bound | canny {100 * ratio['canny_f1']:.0f}%, depth "
               f"{100 * ratio['depth_error']:.0f}%, pose {100 * ratio['pose_pck']:.0f}% | "
               f"{'yes' if min(ratio.values()) >= 0.9 else 'no'} |",
+              "| adherence above DiT-ControlNet and ControlNeXt at equal training wall time | "
+              + "; ".join(_versus(ours, base) for ours, base in pairs) + " | "
+              + ("yes" if all(_beats(ours, base) for ours, base in pairs) else "no") + " |",
               "| zero-shot adherence above the uncontrolled model on every unseen condition | " + ", ".join(
                   f"{r['kind']} {r['zero_shot']:.3f} vs {r['bare']:.3f}" for r in t3) + " | " +
               ("yes" if all(_better(r["metric"], r["zero_shot"], r["bare"]) for r in t3) else "no") + " |",
@@ -205,6 +224,24 @@ def _ratio(ours: float, upper: float, higher_better: bool) -> float:
     """ours as a fraction of the upper bound's adherence (1 = as good; a zero upper bound counts as matched)."""
     num, den = (ours, upper) if higher_better else (upper, ours)
     return num / den if den > 0 else (1.0 if num >= den else 0.0)
+
+
+def equal_wall_steps(other_wall: float, sec_per_step: float, quantum: int) -> int:
+    """Steps that take `other_wall` seconds at `sec_per_step`, rounded to a multiple of `quantum`."""
+    return max(quantum, int(round(other_wall / sec_per_step / quantum)) * quantum)
+
+
+def _beats(ours: dict, base: dict) -> bool:
+    """Better adherence on every kind that either run measures above zero (pose PCK is ~0 for every toy model)."""
+    keys = [k for k in BETTER_UP if max(abs(ours[k]), abs(base[k])) > 0]
+    return all(_ratio(ours[k], base[k], BETTER_UP[k]) > 1.0 for k in keys)
+
+
+def _versus(ours: dict, base: dict) -> str:
+    name = base["name"].split(" (")[0]
+    return (f"vs {name} ({base['wall'] / 60:.1f} min): {ours['wall'] / 60:.1f}-min Scale-Adapter canny "
+            f"{ours['canny_f1']:.3f} vs {base['canny_f1']:.3f}, depth {ours['depth_error']:.4f} vs "
+            f"{base['depth_error']:.4f}")
 
 
 def _better(metric: str, a: float, b: float) -> bool:
