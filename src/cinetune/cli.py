@@ -236,11 +236,13 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
     print(export_asset(a.run, a.name))
 
 
+BENCHES = ("foundation", "metrics", "latency", "control", "scale-adapter")
+
+
 def cmd_bench(a: argparse.Namespace) -> None:
     import importlib
 
-    names = {"foundation": "foundation", "metrics": "metrics", "latency": "latency", "control": "control",
-             "scale-adapter": "scale_adapter"}
+    names = {n: n.replace("-", "_") for n in BENCHES}
     if a.name not in names:
         raise CinetuneError(f"unknown benchmark {a.name!r}; available: {', '.join(names)}")
     run = importlib.import_module(f".bench.{names[a.name]}", __package__).run
@@ -425,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="measure and write benchmarks/results/<name>.md")
-    b.add_argument("name", help="foundation | metrics | latency | control")
+    b.add_argument("name", help=" | ".join(BENCHES))
     b.add_argument("--quick", action="store_true")
     b.add_argument("--out", default="benchmarks/results")
     b.set_defaults(fn=cmd_bench)
