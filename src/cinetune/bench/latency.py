@@ -4,7 +4,8 @@ Wan2.1-1.3B and 14B widths, random weights.
 A whole 14B model does not fit this machine, so the step is measured per part and summed: one transformer block
 (x the block count), the patch embedding / condition embedder / head once, and each adapter's own extra work per
 step (ControlNeXt: its encoder's timestep-dependent part + cross-norm, the stem runs once per video; DiT-ControlNet:
-its encoder, patch embedding and copied blocks; concat: the wider patch embedding). On CPU the token count is reduced (9 frames at 128x128: 192 tokens); on a GPU the
+its encoder, patch embedding and copied blocks; concat: the wider patch embedding; Scale-Adapter on 14B: the whole
+1.3B small model's step + its adapters at the small width). On CPU the token count is reduced (9 frames at 128x128: 192 tokens); on a GPU the
 real 81x480x832 (32,760 tokens) is used. Ratios, not absolute times, transfer between the two."""
 
 from __future__ import annotations
@@ -75,7 +76,26 @@ def measure(size: str, frames: int, height: int, width: int, device: str, dtype:
     n_ft = c["layers"] * sum(p.numel() for p in block.attn1.to_out.parameters())  # the selectively fine-tuned subset
     return {"size": size, "tokens": N, "block_s": t_block, "base_s": base,
             "controlnext_s": base + t_cnx, "dit_controlnet_s": base + t_cn, "concat_s": base + max(t_concat, 0.0),
-            "controlnext_params": n_cnx, "controlnext_finetuned": n_ft, "base_params": c["layers"] * sum(p.numel() for p in block.parameters())}
+            "controlnext_params": n_cnx, "controlnext_finetuned": n_ft,
+            "base_params": c["layers"] * sum(p.numel() for p in block.parameters())}
+
+
+@torch.no_grad()
+def scale_adapter_step(small: str, large: str, tokens: int, device: str, dtype: torch.dtype, repeats: int,
+                       kinds: int = 3) -> dict:
+    """One Scale-Adapter block (small width -> large width, MCE on, `kinds` conditions): seconds per step, params."""
+    from ..adapters.scale.module import ScaleAdapterBlock
+
+    s, lg = SIZES[small], SIZES[large]
+    d = s["dim"]
+    torch.manual_seed(0)
+    block = ScaleAdapterBlock(d, lg["dim"], s["heads"], d).to(device, dtype).eval()
+    x = torch.randn(1, tokens, d, device=device, dtype=dtype)
+    text, temb = torch.randn(1, 512, d, device=device, dtype=dtype), torch.randn(1, d, device=device, dtype=dtype)
+    cond = [torch.randn(1, tokens, d, device=device, dtype=dtype) for _ in range(kinds)]
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    return {"block_s": median_time(lambda: block(x, text, temb, cond), repeats, sync=sync),
+            "params": sum(p.numel() for p in block.parameters())}
 
 
 def run(out: Path, quick: bool = False) -> Path:
@@ -86,10 +106,9 @@ def run(out: Path, quick: bool = False) -> Path:
         frames, height, width, repeats = 81, 480, 832, 5
     else:
         frames, height, width, repeats = (5, 128, 128, 3) if quick else (9, 128, 128, 5)
-    rows = []
-    for size in SIZES:
-        r = measure(size, frames, height, width, device, dtype, repeats)
-        rows.append(r)
+    rows = [measure(size, frames, height, width, device, dtype, repeats) for size in SIZES]
+    small, large = rows
+    sa = scale_adapter_step("wan2.1-1.3b", "wan2.1-14b", small["tokens"], device, dtype, repeats)
     dev = torch.cuda.get_device_name() if gpu else f"CPU (torch threads: {torch.get_num_threads()})"
     lines = ["# Control adapter latency at Wan2.1 sizes (random weights, bf16)", "",
              f"`cinetune bench latency{' --quick' if quick else ''}` on {dev}: {frames} frames x {height}x{width} "
@@ -109,6 +128,14 @@ def run(out: Path, quick: bool = False) -> Path:
                      f"{r['controlnext_params'] / 1e6:.1f} M ({100 * r['controlnext_params'] / r['base_params']:.2f}%) | "
                      f"{(r['controlnext_params'] + r['controlnext_finetuned']) / 1e6:.1f} M "
                      f"({100 * (r['controlnext_params'] + r['controlnext_finetuned']) / r['base_params']:.1f}%) |")
+    lines += ["", "Scale-Adapter (Wan2.1-1.3B with concat control steers a frozen 14B): per 14B step the whole 1.3B step "
+              "runs too (its concat patch embedding adds ~nothing, see the concat column) plus the adapters at the "
+              "1.3B width (attention + Mixture of Condition Experts, 3 conditions).", "",
+              "| adapters | 14B step (s) | + 1.3B small model | + adapters | total | trainable |", "|---:|---:|---:|---:|---:|---:|"]
+    for n in (3, 7, 12):  # the shipped toy default; the paper's 7 and 12 (Fig. 6)
+        b, add = large["base_s"], small["base_s"] + n * sa["block_s"]
+        lines.append(f"| {n} | {b:.3f} | +{100 * small['base_s'] / b:.1f}% | +{100 * n * sa['block_s'] / b:.1f}% | "
+                     f"{b + add:.3f} (+{100 * add / b:.1f}%) | {n * sa['params'] / 1e6:.0f} M |")
     if not gpu:
         lines += ["", "CPU note: at reduced token counts the convolutional encoders weigh relatively more than at "
                   "32,760 tokens (attention grows quadratically with tokens, the encoders linearly with pixels), so "
