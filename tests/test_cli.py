@@ -21,6 +21,7 @@ def run(*args):
     ["train", "base", "--preset", "nope"],
     ["train", "base", "--preset", "tiny", "--config", "/nonexistent.yaml"],
     ["train", "base", "--preset", "tiny", "optim.nope=1"],
+    ["train", "base", "--preset", "tiny", "init=/nonexistent/weights"],
     ["render-toy", "--n", "2", "--out", "x", "--frames", "40"],
     ["render-toy", "--n", "-1", "--out", "x"],
     ["frobnicate"],

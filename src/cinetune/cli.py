@@ -208,7 +208,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         raise CinetuneError("--large and --small belong to `cinetune train scale-adapter`")
     if a.backbone:
         flags["backbone"] = a.backbone
-        if a.backbone != cfg.backbone and cfg.init.startswith("src/cinetune/assets/"):
+        if a.backbone != cfg.backbone and cfg.init == cfg.backbone:
             flags["init"] = ""  # the preset's shipped weights belong to its own backbone
     if flags:
         cfg = merge(cfg, flags)

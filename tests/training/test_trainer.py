@@ -36,6 +36,20 @@ def _eval_loss(task, n: int = 6) -> float:
     return total / n
 
 
+def test_init_is_a_saved_directory_or_a_shipped_model_name(tmp_path):
+    from cinetune.backbones.presets import ASSETS
+    from cinetune.training.config import init_dir
+
+    # presets name shipped weights, so `cinetune train control --preset toy-control` works from any directory
+    assert Path(init_dir("toy-large", "transformer")) == ASSETS / "toy-large" / "transformer"
+    assert init_dir(str(ASSETS / "toy-small" / "transformer"), "transformer") == str(ASSETS / "toy-small" / "transformer")
+    assert init_dir("", "transformer") == ""
+    with pytest.raises(CinetuneError, match="toy-large"):  # lists the shipped names
+        init_dir("no-such-model", "transformer")
+    with pytest.raises(CinetuneError, match="no config.json"):
+        init_dir(str(tmp_path), "transformer")
+
+
 def test_loss_decreases_when_overfitting(tmp_path):
     cfg = tiny(tmp_path, "fit", steps=150, batch_size=2, checkpoint_every=150, data={"size": 2, "caption_dropout": 0.0},
                optim={"lr": 2e-3})

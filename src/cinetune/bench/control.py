@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import CinetuneError
 from ..io import atomic_path, write_text
 from . import median_time
 
@@ -32,7 +33,13 @@ BOOKKEEPING = ("output_dir", "checkpoint_every", "keep_checkpoints", "log_every"
 
 
 def _settings(cfg: dict) -> dict:
+    from ..training.config import init_dir
+
     cfg = {k: v for k, v in cfg.items() if k not in BOOKKEEPING}
+    try:  # the same weights named by path or by shipped name
+        cfg["init"] = str(Path(init_dir(cfg.get("init", ""), "transformer")).resolve()) if cfg.get("init") else ""
+    except CinetuneError:
+        pass
     if cfg.get("task") == "control":
         cfg.pop("scale", None)  # another task's section
         if cfg["control"]["method"] != "controlnext":  # ControlNeXt-only options

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import merge
 from ..errors import CinetuneError
@@ -84,7 +85,7 @@ class TrainConfig:
     preset: str = ""  # the preset this run started from (recorded for model cards)
     task: str = "dit"  # one of TASKS
     backbone: str = "toy-small"
-    init: str = ""  # start from these weights ("" = the preset's random init)
+    init: str = ""  # start from these weights: a saved directory or a shipped model's name ("" = random init)
     output_dir: str = "runs/toy-small"
     steps: int = 1000
     batch_size: int = 8  # per process
@@ -186,19 +187,19 @@ PRESETS: dict[str, dict] = {
                           data=dict(clip_cache=1200), num_validation=40, optim=dict(lr=1e-3, warmup_steps=50),
                           checkpoint_every=250, validate_every=500),
     # Control adapters on the frozen shipped toy-large (issue: control adapters). Equal budgets per method.
-    "toy-control": dict(task="control", backbone="toy-large", init="src/cinetune/assets/toy-large/transformer",
+    "toy-control": dict(task="control", backbone="toy-large", init="toy-large",
                         output_dir="runs/toy-control", steps=400, batch_size=8,
                         data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
                         optim=dict(lr=1e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # The small conditional model of Scale-Adapter: toy-small with channel-concat control, all weights fine-tuned at
     # the full LR; per-kind dropout 0.5 so single conditions and pairs are as common as the full triple.
-    "toy-small-control": dict(task="control", backbone="toy-small", init="src/cinetune/assets/toy-small/transformer",
+    "toy-small-control": dict(task="control", backbone="toy-small", init="toy-small",
                               output_dir="runs/toy-small-control", steps=2000, batch_size=8,
                               data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
                               control=dict(method="concat", dropout=0.5, base_lr_scale=1.0, clip_cache=1000),
                               optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # Scale-Adapter: frozen shipped toy-large steered by the frozen small conditional model; only adapters train.
-    "toy-scale-adapter": dict(task="scale-adapter", backbone="toy-large", init="src/cinetune/assets/toy-large/transformer",
+    "toy-scale-adapter": dict(task="scale-adapter", backbone="toy-large", init="toy-large",
                               output_dir="runs/toy-scale-adapter", steps=1000, batch_size=8,
                               data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
                               optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
@@ -207,6 +208,21 @@ PRESETS: dict[str, dict] = {
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),
                  checkpoint_every=2, validation_steps=2, num_validation=1),
 }
+
+
+def init_dir(init: str, component: str | None = None) -> str:
+    """`init` (a save_pretrained directory, or the name of a shipped model whose `component` folder is meant, e.g.
+    "toy-large" -> the packaged toy-large transformer) -> the directory to load; "" stays "" (fresh weights)."""
+    from ..backbones.presets import ASSETS
+
+    if not init:
+        return ""
+    for d in (Path(init), ASSETS / init / component if component else None):
+        if d is not None and (d / "config.json").is_file():
+            return str(d)
+    shipped = sorted(p.name for p in ASSETS.iterdir() if component and (p / component / "config.json").is_file())
+    raise CinetuneError(f"init {init!r}: not a saved model directory (no config.json)"
+                        + (f" nor a shipped model ({', '.join(shipped)})" if shipped else ""))
 
 
 def preset_config(name: str, overrides: dict | None = None) -> TrainConfig:

@@ -19,7 +19,7 @@ from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_video
 from ..toyworld import clip_seed, render_clip
 from ..toyworld.dataset import video_to_tensor
-from .config import TrainConfig
+from .config import TrainConfig, init_dir
 from .objectives import flow_matching_inputs, sample_sigmas
 from .tasks import Task
 
@@ -39,7 +39,8 @@ def frozen_backbone(cfg: TrainConfig, device: torch.device):
     backbone = load_backbone(cfg.backbone, random_init=not cfg.init)
     if cfg.init:
         cls = type(backbone.transformer)
-        backbone.transformer = cls.from_pretrained(cfg.init, use_safetensors=True, torch_dtype=torch.float32)
+        backbone.transformer = cls.from_pretrained(init_dir(cfg.init, "transformer"), use_safetensors=True,
+                                                   torch_dtype=torch.float32)
     backbone.to(device)
     backbone.transformer.requires_grad_(False)
     return backbone

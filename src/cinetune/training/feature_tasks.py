@@ -17,7 +17,7 @@ from ..toynets import (GROUPS, MULTI_LABEL, ToyAnnotator, ToyIdentityEncoder, To
 from ..io import video_grid, write_video
 from ..toyworld import RenderConfig, clip_seed, render, sample_scene
 from ..toyworld.roster import CLASSES, IDENTITIES
-from .config import TrainConfig
+from .config import TrainConfig, init_dir
 from .tasks import Task
 
 
@@ -39,7 +39,7 @@ def render_set(n: int, seed: int, cfg: RenderConfig, max_objects: int, max_actor
 
 def _model(cls, cfg: TrainConfig, device: torch.device, **kwargs):
     """A fresh network, or the one saved at cfg.init (a save_pretrained directory) to continue training."""
-    net = cls.from_pretrained(cfg.init, use_safetensors=True) if cfg.init else cls(**kwargs)
+    net = cls.from_pretrained(init_dir(cfg.init), use_safetensors=True) if cfg.init else cls(**kwargs)
     return net.to(device)
 
 

@@ -19,7 +19,7 @@ from ..backbones.presets import get_preset
 from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_video
 from ..toyworld import RenderConfig, ToyWorldDataset
-from .config import TrainConfig
+from .config import TrainConfig, init_dir
 from .objectives import flow_matching_inputs, sample_sigmas
 
 
@@ -105,7 +105,7 @@ class VAETask(Task):
 
         preset = get_preset(cfg.backbone)
         if cfg.init:
-            vae = AutoencoderKLWan.from_pretrained(cfg.init, use_safetensors=True)
+            vae = AutoencoderKLWan.from_pretrained(init_dir(cfg.init, "vae"), use_safetensors=True)
         else:
             vae = AutoencoderKLWan(**preset.vae)
             # Start nearly deterministic (posterior std e^-3): with a small KL weight, a unit-variance start buries
@@ -185,7 +185,7 @@ class DiTTask(Task):
         self.backbone = load_backbone(cfg.backbone, random_init=not cfg.init)
         if cfg.init:
             cls = type(self.backbone.transformer)
-            self.backbone.transformer = cls.from_pretrained(cfg.init, use_safetensors=True)
+            self.backbone.transformer = cls.from_pretrained(init_dir(cfg.init, "transformer"), use_safetensors=True)
         scheduler = self.backbone.scheduler
         if type(scheduler).__name__ not in ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler") or \
                 getattr(scheduler.config, "prediction_type", "flow_prediction") not in ("flow_prediction", "epsilon"):
