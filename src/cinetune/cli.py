@@ -133,7 +133,7 @@ def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
     import numpy as np
 
     from .adapters.control.model import SHIPPED_CONTROL, ControlModel
-    from .adapters.base import ASSETS
+    from .backbones.presets import ASSETS
     from .adapters.scale.model import SHIPPED_SCALE, ScaleAdapterModel
     from .io import video_grid, write_video
     from .pipelines import ControlledPipeline

@@ -123,18 +123,15 @@ def add_residual_hooks(model: nn.Module, blocks: nn.ModuleList, owner: str, indi
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-
-
 def read_manifest(path: str | Path, manifest: str, shipped_subdir: str, what: str) -> tuple[Path, dict]:
     """(directory, parsed JSON manifest) of a saved adapter given as a directory or as a shipped asset's name
     (<assets>/<name>/<shipped_subdir>); a missing manifest or invalid JSON is a one-line CinetuneError."""
-    path = Path(path)
-    if not path.exists() and (ASSETS / str(path) / shipped_subdir / manifest).is_file():
-        path = ASSETS / str(path) / shipped_subdir
-    man = path / manifest
-    if not man.is_file():
+    from ..backbones.presets import find_saved
+
+    found = find_saved(path, shipped_subdir, manifest)
+    if found is None:
         raise CinetuneError(f"{path} is not a cinetune {what} (no {manifest})")
+    path, man = found, found / manifest
     try:
         return path, json.loads(man.read_text())
     except json.JSONDecodeError as e:

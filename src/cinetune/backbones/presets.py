@@ -10,6 +10,15 @@ from ..errors import CinetuneError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
+
+def find_saved(path: str | Path, subdir: str | None, marker: str) -> Path | None:
+    """A saved directory named by its path, or by a shipped asset's name (<assets>/<name>/<subdir>): the first of the
+    two that holds the file `marker`; None when neither does."""
+    for d in (Path(path), ASSETS / str(path) / subdir if subdir else None):
+        if d is not None and (d / marker).is_file():
+            return d
+    return None
+
 # Toy VAE: Wan's causal 3D VAE with 4x temporal / 4x spatial compression (Wan2.1's is 4x / 8x): 64x64 toy
 # frames then give a 16x16 latent grid, fine enough for the DiT to place shapes, at Wan's 16 latent channels.
 # is_residual (Wan2.2's average-down / duplicate-up shortcuts): measured 1.8x lower loss after 40 steps than the

@@ -191,7 +191,8 @@ def run(out: Path, quick: bool = False) -> Path:
         base_s, adapted_s = _step_latency(pipe, model, {k: v for k, v in conds[0].items()}, 3 if quick else 10)
         trainable = model.num_parameters()
         a = _adherence(videos, clips)
-        rows.append({"method": method + (" (paper cross-norm)" if method == "controlnext" else ""), "trainable": trainable, "pct": 100 * trainable / base_params,
+        rows.append({"method": method + (" (paper cross-norm)" if method == "controlnext" else ""),
+                     "trainable": trainable, "pct": 100 * trainable / base_params,
                      "train_step_s": _sec_per_step(run_dir), "base_step_s": base_s, "step_s": adapted_s, **a,
                      "fvd": frechet_distance(feats.video_features(videos), feats.video_features(refs)),
                      "ssim": float(np.mean([ssim(v, r) for v, r in zip(videos, refs)])),

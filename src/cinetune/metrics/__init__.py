@@ -2,7 +2,7 @@
 (toy-trained by default, local real-scale weights when given)."""
 
 from .colour import oversaturation, saturation_stats
-from .condition import depth_error, edge_f1, miou, pose_pck
+from .condition import depth_error, edge_f1, miou, normal_error, pose_pck
 from .evaluate import METRICS, EvalConfig, adherence, evaluate, markdown_table
 from .fidelity import psnr, ssim
 from .frechet import frechet_distance
@@ -12,5 +12,5 @@ from .temporal import dynamic_degree, temporal_consistency
 
 __all__ = ["METRICS", "EvalConfig", "adherence", "depth_error", "dynamic_degree", "edge_f1", "evaluate",
            "frechet_distance", "greedy_match", "identity_similarity", "instance_events", "instance_preservation",
-           "markdown_table", "miou", "oversaturation", "pose_pck", "psnr", "saturation_stats", "ssim",
+           "markdown_table", "miou", "normal_error", "oversaturation", "pose_pck", "psnr", "saturation_stats", "ssim",
            "temporal_consistency"]

@@ -53,6 +53,11 @@ def miou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
     return float((inter[present] / union[present]).mean()) if present.any() else 1.0
 
 
+def normal_error(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean angle in degrees between unit normal maps pred and target (..., 3) (lower is better)."""
+    return float(np.degrees(np.arccos(np.clip((pred * target).sum(-1), -1, 1))).mean())
+
+
 def pose_pck(pred: list[np.ndarray], target: list[np.ndarray], threshold: float) -> float:
     """PCK over frames: pred[f] (P,K,3) and target[f] (A,K,3) keypoints (x, y, confidence/visibility > 0).
     nan when no target keypoint is visible."""

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CinetuneError
 from .colour import oversaturation, saturation_stats
-from .condition import depth_error, edge_f1, miou, pose_pck
+from .condition import depth_error, edge_f1, miou, normal_error, pose_pck
 from .fidelity import psnr, ssim
 from .frechet import frechet_distance
 from .identity import identity_similarity
@@ -61,7 +61,7 @@ def adherence(kind: str, extractor, generated: np.ndarray, reference: np.ndarray
     if kind == "depth":
         return depth_error(g, r)
     if kind == "normal":
-        return float(np.degrees(np.arccos(np.clip((g * r).sum(-1), -1, 1))).mean())
+        return normal_error(g, r)
     if kind == "segmentation":
         return miou(g, r, int(max(g.max(), r.max())) + 1)
     if kind == "pose":

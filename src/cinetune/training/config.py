@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..config import merge
 from ..errors import CinetuneError
@@ -213,13 +212,13 @@ PRESETS: dict[str, dict] = {
 def init_dir(init: str, component: str | None = None) -> str:
     """`init` (a save_pretrained directory, or the name of a shipped model whose `component` folder is meant, e.g.
     "toy-large" -> the packaged toy-large transformer) -> the directory to load; "" stays "" (fresh weights)."""
-    from ..backbones.presets import ASSETS
+    from ..backbones.presets import ASSETS, find_saved
 
     if not init:
         return ""
-    for d in (Path(init), ASSETS / init / component if component else None):
-        if d is not None and (d / "config.json").is_file():
-            return str(d)
+    found = find_saved(init, component, "config.json")
+    if found is not None:
+        return str(found)
     shipped = sorted(p.name for p in ASSETS.iterdir() if component and (p / component / "config.json").is_file())
     raise CinetuneError(f"init {init!r}: not a saved model directory (no config.json)"
                         + (f" nor a shipped model ({', '.join(shipped)})" if shipped else ""))
