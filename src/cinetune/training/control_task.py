@@ -99,7 +99,12 @@ class ControlTask(Task):
         if path.is_file():
             data = load_file(path)
             if data["latents"].shape[0] >= n:
-                return {k: v[:n] for k, v in data.items()}
+                data = {k: v[:n] for k, v in data.items()}
+                L = self.backbone.text_encoder.max_len
+                if data["text"].shape[1] != L:  # encoded at another max_text_len: only the text is redone
+                    data["text"] = torch.cat([self.backbone.text_encoder([self.train_set.caption(i)]).half()
+                                              for i in tqdm(range(n), desc=f"encoding captions at {L} tokens")])
+                return data
         d, codec = self.cfg.data, self.backbone.codec
         cols: dict[str, list] = {"latents": [], "text": [], **{f"cond_{k}": [] for k in self.kinds}}
         for s in tqdm(range(0, n, 8), desc="control cache"):

@@ -203,22 +203,33 @@ class DiTTask(Task):
 
     @torch.no_grad()
     def _load_or_build_cache(self) -> dict:
-        path, n = self._cache_path(), self.cfg.data.latent_cache
-        if path.is_file():
-            data = load_file(path)
-            if data["latents"].shape[0] >= n:
-                return {"latents": data["latents"][:n], "text": data["text"][:n].float()}
+        """Latents + text embeddings of clips 0..n-1, stored at data.cache_path and shared between runs. A smaller
+        cache is extended (only the missing clips are encoded); text encoded at another length (max_text_len) is
+        encoded again from the captions, keeping the latents."""
         from tqdm.auto import tqdm
 
-        lat, txt = [], []
-        for s in tqdm(range(0, n, 16), desc="encoding latent cache"):
-            items = [self.train_set[i] for i in range(s, min(n, s + 16))]
-            lat.append(self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device)).cpu())
-            txt.append(self.backbone.text_encoder([it["caption"] for it in items]).half().cpu())
-        data = {"latents": torch.cat(lat).contiguous(), "text": torch.cat(txt).contiguous()}
-        with atomic_path(path) as tmp:
-            save_file(data, tmp)
-        return {"latents": data["latents"], "text": data["text"].float()}
+        path, n = self._cache_path(), self.cfg.data.latent_cache
+        data = load_file(path) if path.is_file() else {"latents": None, "text": None}
+        L = self.backbone.text_encoder.max_len
+        have = 0 if data["latents"] is None else data["latents"].shape[0]
+        changed = False
+        if have and data["text"].shape[1] != L:
+            data["text"] = torch.cat([self.backbone.text_encoder([self.train_set.caption(i)]).half()
+                                      for i in tqdm(range(have), desc=f"encoding captions at {L} tokens")])
+            changed = True
+        if have < n:
+            lat, txt = [], []
+            for s in tqdm(range(have, n, 16), desc="encoding latent cache"):
+                items = [self.train_set[i] for i in range(s, min(n, s + 16))]
+                lat.append(self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device)).cpu())
+                txt.append(self.backbone.text_encoder([it["caption"] for it in items]).half().cpu())
+            data = {k: torch.cat(([data[k]] if have else []) + new).contiguous()
+                    for k, new in (("latents", lat), ("text", txt))}
+            changed = True
+        if changed:
+            with atomic_path(path) as tmp:
+                save_file(data, tmp)
+        return {"latents": data["latents"][:n], "text": data["text"][:n].float()}
 
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
         n = self.cache["latents"].shape[0] if self.cache is not None else len(self.train_set)
