@@ -85,6 +85,15 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
         train(tiny(tmp_path, "none"), resume=True, progress=False)
 
 
+def test_a_fresh_run_over_an_existing_run_is_refused_and_keeps_it(tmp_path):
+    cfg = tiny(tmp_path, "old", steps=4, checkpoint_every=2)
+    train(cfg, stop_after=2, progress=False)
+    with pytest.raises(CinetuneError, match="already holds a run .* --resume"):
+        train(cfg, progress=False)
+    assert [p.name for p in (Path(cfg.output_dir) / "checkpoints").iterdir()] == ["step-0000002"]
+    train(cfg, resume=True, progress=False)  # the old run continues
+
+
 def test_nan_loss_stops_with_an_error_and_keeps_checkpoints(tmp_path):
     cfg = tiny(tmp_path, "nan", steps=8, checkpoint_every=1, optim={"lr": 1e12, "grad_clip": 0.0})
     with pytest.raises(CinetuneError, match="loss became"):

@@ -11,6 +11,7 @@ and the step at which ControlNeXt first matches DiT-ControlNet's final adherence
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 import time
 from pathlib import Path
@@ -47,23 +48,58 @@ def _settings(cfg: dict) -> dict:
     return cfg
 
 
+def input_digest(cfg) -> str:
+    """sha256 over every weight file a run starts from or runs through: its init, the frozen toy backbone's shipped
+    transformer (when no init) and the toy VAE (cached latents depend on it), and for Scale-Adapter the small model
+    and its control adapter. Two runs with equal configs but other weights (a retrained toy-large) differ here."""
+    import hashlib
+
+    from ..adapters.control.model import MANIFEST
+    from ..backbones.presets import ASSETS, find_saved, get_preset
+    from ..training.config import init_dir
+
+    dirs = [Path(init_dir(cfg.init, "transformer"))] if cfg.init else []
+    preset = get_preset(cfg.backbone) if not Path(cfg.backbone).exists() else None
+    if preset is not None and preset.is_toy:
+        dirs += [ASSETS / "toy-vae"] + ([] if cfg.init else [ASSETS / preset.asset / "transformer"])
+    if cfg.task == "scale-adapter":
+        small = get_preset(cfg.scale.small_backbone)
+        dirs += [ASSETS / small.asset / "transformer"] if small.is_toy else []
+        dirs += [d for d in [find_saved(cfg.scale.small, "control", MANIFEST)] if d is not None]
+    h = hashlib.sha256()
+    for f in sorted({f.resolve() for d in dirs for f in Path(d).rglob("*.safetensors")}):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def train_or_reuse(cfg) -> Path:
     """Train `cfg`, or reuse the finished run already in its output_dir when that run's saved config has the same
-    settings (bookkeeping aside); a run stopped part-way resumes from its last checkpoint. Benches share runs this
-    way (the Scale-Adapter bench's baselines are the control bench's runs), and a re-run costs no training."""
+    settings (bookkeeping aside) and it started from the same weights (`input_digest`, saved as inputs.json); a run
+    stopped part-way resumes from its last checkpoint. A run that differs is removed first (bench runs belong to their
+    bench). Benches share runs this way (the Scale-Adapter bench's baselines are the control bench's runs), and a
+    re-run costs no training."""
+    import shutil
+
     import yaml
 
     from ..config import to_yaml
+    from ..io import write_json
     from ..training import train
     from ..training.checkpoint import list_checkpoints
 
     out = Path(cfg.output_dir)
-    saved = out / "config.yaml"
-    same = saved.is_file() and _settings(yaml.safe_load(saved.read_text())) == _settings(yaml.safe_load(to_yaml(cfg)))
+    saved, inputs = out / "config.yaml", out / "inputs.json"
+    digest = input_digest(cfg)
+    same = saved.is_file() and _settings(yaml.safe_load(saved.read_text())) == _settings(yaml.safe_load(to_yaml(cfg))) \
+        and inputs.is_file() and json.loads(inputs.read_text()).get("sha256") == digest
     if same and (out / "final").is_dir():
         print(f"reusing the finished run {out}")
         return out
-    return train(cfg, resume=same and bool(list_checkpoints(out / "checkpoints")), progress=False)
+    if not same and out.is_dir():
+        shutil.rmtree(out)
+    resume = same and bool(list_checkpoints(out / "checkpoints"))
+    write_json(inputs, {"sha256": digest})
+    return train(cfg, resume=resume, progress=False)
 
 
 def _train(method: str, root: Path, steps: int, checkpoint_every: int, quick: bool, **control) -> Path:
