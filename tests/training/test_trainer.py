@@ -205,3 +205,13 @@ def test_latent_cache_grows_and_reencodes_text_of_another_length(tmp_path):
     assert short["text"].shape[1] == 16 and torch.equal(short["latents"], grown["latents"])
     assert torch.equal(short["text"], enc([task.train_set.caption(i) for i in range(5)]).half().float())
     assert load_file(cache)["text"].shape[1] == 16
+
+
+def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path):
+    for name, data in (("render", {}), ("cached", {"latent_cache": 4, "cache_path": str(tmp_path / "c.safetensors")})):
+        cfg = tiny(tmp_path, name, steps=2, checkpoint_every=2, data={"foreground_weight": 4.0, **data})
+        task = make_task(cfg, torch.device("cpu"))
+        batch = task.batch(0, 0, 0, 1)
+        assert batch["weight"].shape == (2, 2, 8, 8) and batch["weight"].min() >= 1 and batch["weight"].max() <= 5
+        assert torch.isfinite(task.loss(task.model, batch)[0])
+        train(cfg, progress=False)

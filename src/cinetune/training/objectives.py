@@ -19,3 +19,25 @@ def flow_matching_inputs(x0: torch.Tensor, sigmas: torch.Tensor, noise: torch.Te
     """-> (noisy latents, timesteps in [0, 1000], velocity target)."""
     s = sigmas.view(-1, *([1] * (x0.ndim - 1)))
     return (1 - s) * x0 + s * noise, sigmas * 1000.0, noise - x0
+
+
+def foreground_map(instance: torch.Tensor, temporal: int = 4, spatial: int = 4) -> torch.Tensor:
+    """Instance masks (B,F,H,W) (0 = background) -> (B,T',H',W') in [0,1] on the latent grid of Wan's causal VAE:
+    latent frame 0 covers frame 0, latent frame j >= 1 frames temporal*(j-1)+1 .. temporal*j. A cell's value is the
+    fraction of its pixels that are foreground in any of its frames, then spread one cell (3x3 max) so object borders,
+    where shapes differ, count in full."""
+    fg = (instance > 0).float()
+    B, F, H, W = fg.shape
+    first, rest = fg[:, :1], fg[:, 1:].reshape(B, (F - 1) // temporal, temporal, H, W).amax(2)
+    cells = torch.nn.functional.avg_pool2d(torch.cat([first, rest], 1), spatial)
+    return torch.nn.functional.max_pool2d(cells, 3, stride=1, padding=1)
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error; with `weight` (B,T',H',W') broadcast over channels, normalised by the mean weight so the
+    loss keeps the unweighted scale."""
+    err = (pred.float() - target.float()) ** 2
+    if weight is None:
+        return err.mean()
+    w = weight[:, None].to(err.dtype).expand_as(err)
+    return (w * err).sum() / w.sum()

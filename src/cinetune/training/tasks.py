@@ -20,7 +20,7 @@ from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_video
 from ..toyworld import RenderConfig, ToyWorldDataset
 from .config import TrainConfig, init_dir
-from .objectives import flow_matching_inputs, sample_sigmas
+from .objectives import flow_matching_inputs, foreground_map, sample_sigmas, weighted_mse
 
 
 def step_generator(seed: int, *keys: int) -> torch.Generator:
@@ -41,7 +41,7 @@ class Task:
         d = cfg.data
         self.render_cfg = RenderConfig(frames=d.frames, height=d.height, width=d.width)
         self.train_set = ToyWorldDataset(d.size, seed=d.seed, cfg=self.render_cfg, max_objects=d.max_objects,
-                                         max_actors=d.max_actors)
+                                         max_actors=d.max_actors, annotations=bool(d.foreground_weight))
         self.val_set = ToyWorldDataset(max(cfg.num_validation, 1), seed=d.seed + 1, cfg=self.render_cfg,
                                        max_objects=d.max_objects, max_actors=d.max_actors)
 
@@ -226,23 +226,49 @@ class DiTTask(Task):
             data = {k: torch.cat(([data[k]] if have else []) + new).contiguous()
                     for k, new in (("latents", lat), ("text", txt))}
             changed = True
+        if self.cfg.data.foreground_weight and data.get("foreground", torch.empty(0)).shape[0] < n:
+            data["foreground"] = self._foreground(n)
+            changed = True
         if changed:
             with atomic_path(path) as tmp:
                 save_file(data, tmp)
-        return {"latents": data["latents"][:n], "text": data["text"][:n].float()}
+        out = {"latents": data["latents"][:n], "text": data["text"][:n].float()}
+        if self.cfg.data.foreground_weight:
+            out["foreground"] = data["foreground"][:n].float()
+        return out
+
+    def _foreground(self, n: int) -> torch.Tensor:
+        """(n,T',H',W') float16 foreground maps of clips 0..n-1 on the latent grid."""
+        from tqdm.auto import tqdm
+
+        from ..toyworld import clip_seed, render_clip
+
+        vc, d = self.backbone.vae.config, self.cfg.data
+        maps = [foreground_map(torch.from_numpy(render_clip(clip_seed(d.seed, i), self.render_cfg, d.max_objects,
+                                                            d.max_actors)[0].instance)[None],
+                               vc.scale_factor_temporal, vc.scale_factor_spatial)[0].half()
+                for i in tqdm(range(n), desc="foreground maps")]
+        return torch.stack(maps)
 
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
         n = self.cache["latents"].shape[0] if self.cache is not None else len(self.train_set)
         idx, gens = self.draw(step, micro, rank, world, n)
+        fg = None
         if self.cache is not None:
             x0, emb = self.cache["latents"][idx], self.cache["text"][idx]
+            fg = self.cache["foreground"][idx] if "foreground" in self.cache else None
         else:
             items = [self.train_set[i] for i in idx]
             x0 = self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device))
             emb = self.backbone.text_encoder([it["caption"] for it in items])
+            if self.cfg.data.foreground_weight:
+                vc = self.backbone.vae.config
+                fg = torch.cat([foreground_map(it["instance"][None], vc.scale_factor_temporal, vc.scale_factor_spatial)
+                                for it in items])
         drop = torch.cat([torch.rand(1, generator=g) for g in gens]) < self.cfg.data.caption_dropout
         emb = torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb.cpu())
-        return {"x0": x0.to(self.device), "emb": emb.to(self.device), "gens": gens}
+        weight = None if fg is None else (1 + self.cfg.data.foreground_weight * fg).to(self.device)
+        return {"x0": x0.to(self.device), "emb": emb.to(self.device), "gens": gens, "weight": weight}
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
         x0, gens = batch["x0"], batch["gens"]
@@ -250,7 +276,7 @@ class DiTTask(Task):
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
         xt, t, target = flow_matching_inputs(x0, sigmas.to(x0.device), noise)
         pred = self.view(xt, t, batch["emb"], module=model)
-        return F.mse_loss(pred.float(), target), {}
+        return weighted_mse(pred, target, batch.get("weight")), {}
 
     # -- outputs ----------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,27 @@
+import torch
+
+from cinetune.training.objectives import foreground_map, weighted_mse
+
+
+def test_foreground_map_follows_the_causal_latent_grid():
+    inst = torch.zeros(1, 9, 16, 16, dtype=torch.uint8)
+    inst[0, 6, 0:4, 0:2] = 1  # frame 6 -> latent frame 2 (frames 5..8); half of latent cell (0, 0)
+    m = foreground_map(inst, temporal=4, spatial=4)
+    assert m.shape == (1, 3, 4, 4)
+    assert m[0, :2].sum() == 0  # latent frames 0 (frame 0) and 1 (frames 1..4) see nothing
+    # the cell holds 0.5 of foreground and spreads to its 3x3 neighbourhood; the rest stays 0
+    assert torch.equal(m[0, 2, :2, :2], torch.full((2, 2), 0.5)) and m[0, 2, 2:].sum() == 0 and m[0, 2, :, 2:].sum() == 0
+    inst[0, 0, 12:, 12:] = 3  # frame 0 alone is latent frame 0
+    assert foreground_map(inst)[0, 0, 3, 3] == 1.0
+
+
+def test_weighted_mse_keeps_the_scale_and_moves_the_weight():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 4, 3, 4, 4, generator=g), torch.randn(2, 4, 3, 4, 4, generator=g)
+    plain = torch.nn.functional.mse_loss(pred, target)
+    assert torch.allclose(weighted_mse(pred, target, None), plain)
+    assert torch.allclose(weighted_mse(pred, target, torch.full((2, 3, 4, 4), 7.0)), plain)  # constant: unchanged
+    w = torch.ones(2, 3, 4, 4)
+    w[:, :, 0, 0] = 1000.0  # nearly all weight on one cell -> nearly that cell's error
+    cell = ((pred - target) ** 2)[..., 0, 0].mean()
+    assert torch.allclose(weighted_mse(pred, target, w), cell, rtol=0.05)
