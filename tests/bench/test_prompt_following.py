@@ -11,3 +11,24 @@ def test_readers_recover_what_rendered_clips_show():
     # a video with nothing drawn has no shape to read
     blank = read_back([clips[0].video * 0])[0]
     assert blank["shape"] is None and accuracy([blank], stated[:1])["shape"] == 0.0
+
+
+def test_swapped_captions_change_one_attribute_and_sensitivity_is_measured():
+    import torch
+
+    from cinetune.backbones import load_backbone
+    from cinetune.bench.prompt_following import held_out_prompts, swapped_captions, word_sensitivity
+    from cinetune.toyworld.captions import SHAPE_WORDS
+
+    clips, prompts, stated = held_out_prompts(3)
+    shapes = swapped_captions(clips, "shape")
+    for c, p, q, s in zip(clips, prompts, shapes, stated):
+        assert p != q and len(p.split()) - len(q.split()) in (-1, 0, 1)  # one word or phrase replaced
+        assert not any(w in q.split() for w in SHAPE_WORDS[s["shape"]])
+        assert s["colour"] in q  # colour and motion untouched
+    colours = swapped_captions(clips, "colour")
+    assert all(s["colour"] not in q for q, s in zip(colours, stated))
+    torch.manual_seed(0)
+    sens = word_sensitivity(load_backbone("toy-small"), clips, prompts, sigmas=(0.9,))
+    assert set(sens[0.9]) == {"true", "shape", "colour", "motion", "empty"}
+    assert all(v > 0 for v in sens[0.9].values())
