@@ -236,7 +236,7 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
     print(export_asset(a.run, a.name))
 
 
-BENCHES = ("foundation", "metrics", "latency", "control", "scale-adapter", "prompt-following")
+BENCHES = ("foundation", "metrics", "latency", "control", "scale-adapter", "prompt-following", "shipped-adapters")
 
 
 def cmd_bench(a: argparse.Namespace) -> None:

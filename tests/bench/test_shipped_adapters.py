@@ -1,0 +1,13 @@
+import math
+
+from cinetune.bench.shipped_adapters import run
+
+
+def test_quick_run_scores_every_shipped_adapter(tmp_path):
+    text = run(tmp_path, quick=True).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "F1" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| toy-large alone", "| `toy-large-controlnext`",
+                                                 "| `toy-large-scale-adapter`"]
+    for r in rows:
+        canny, depth = (float(x) for x in r.split(" | ")[1:3])
+        assert 0 <= canny <= 1 and math.isfinite(depth)
