@@ -76,3 +76,16 @@ def test_diffusers_wan_directory_loads(tiny_wan_dir):
     emb = b.text_encoder(["a red circle"])
     assert emb.shape == (1, 512, 32)
     assert (emb[0, 4:] == 0).all()  # padding zeroed, as WanPipeline does
+
+
+def test_toy_text_length_fits_every_toy_caption():
+    """The toy presets' max_text_len cuts no caption the toy world writes (at 32 tokens, 46% were cut)."""
+    from cinetune.backbones.presets import get_preset
+    from cinetune.backbones.text import minilm_encoder
+    from cinetune.toyworld import ToyWorldDataset
+
+    tok = minilm_encoder().tokenizer
+    ds = ToyWorldDataset(400, seed=0)
+    longest = max(len(tok(ds.caption(i))["input_ids"]) for i in range(len(ds)))
+    assert longest <= get_preset("toy-large").max_text_len == get_preset("toy-small").max_text_len
+    assert longest > 32
