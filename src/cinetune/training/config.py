@@ -65,7 +65,7 @@ class DataConfig:
     clip_cache: int = 0  # feature-network tasks: render this many clips once into memory
     caption_dropout: float = 0.1  # for classifier-free guidance
     # DiT only: loss weight 1 + this on latent cells covered by objects and actors (objectives.foreground_map). An
-    # object fills ~5% of a toy frame, so unweighted its shape and motion barely move the loss: the stage-two toy-large
+    # object covers 4-13% of a toy frame, so unweighted its shape and motion barely move the loss: the stage-two toy-large
     # had learnt to ignore shape and motion words (swapping them left its loss unchanged).
     foreground_weight: float = 0.0
     crop: int = 0  # VAE only: train on random square crops of this size (the VAE is convolutional; 4x cheaper at 32)
