@@ -93,9 +93,8 @@ def word_sensitivity(backbone, clips: list, captions: list[str], sigmas=(0.7, 0.
     from ..training.objectives import flow_matching_inputs, foreground_map, weighted_mse
 
     x0 = backbone.codec.encode(torch.stack([video_to_tensor(c.video) for c in clips]))
-    vc = backbone.vae.config
-    fg = torch.cat([foreground_map(torch.from_numpy(c.instance)[None], vc.scale_factor_temporal,
-                                   vc.scale_factor_spatial) for c in clips])
+    codec = backbone.codec
+    fg = torch.cat([foreground_map(torch.from_numpy(c.instance)[None], codec.temporal, codec.spatial) for c in clips])
     texts = {"true": captions, **{a: swapped_captions(clips, a) for a in ("shape", "colour", "motion")},
              "empty": [""] * len(clips)}
     emb = {k: backbone.text_encoder(v) for k, v in texts.items()}

@@ -21,7 +21,7 @@ from ..toyworld import clip_seed, render_clip
 from ..toyworld.dataset import video_to_tensor
 from .config import TrainConfig, init_dir
 from .objectives import flow_matching_inputs, sample_sigmas
-from .tasks import Task
+from .tasks import Task, encode_captions
 
 EXACT_SOURCE = {"depth": "depth", "pose": "pose", "segmentation": "segmentation", "normal": "normal"}
 
@@ -100,10 +100,8 @@ class ControlTask(Task):
             data = load_file(path)
             if data["latents"].shape[0] >= n:
                 data = {k: v[:n] for k, v in data.items()}
-                L = self.backbone.text_encoder.max_len
-                if data["text"].shape[1] != L:  # encoded at another max_text_len: only the text is redone
-                    data["text"] = torch.cat([self.backbone.text_encoder([self.train_set.caption(i)]).half()
-                                              for i in tqdm(range(n), desc=f"encoding captions at {L} tokens")])
+                if data["text"].shape[1] != self.backbone.text_encoder.max_len:  # another max_text_len: redo the text
+                    data["text"] = encode_captions(self.backbone, self.train_set, n)
                 return data
         d, codec = self.cfg.data, self.backbone.codec
         cols: dict[str, list] = {"latents": [], "text": [], **{f"cond_{k}": [] for k in self.kinds}}

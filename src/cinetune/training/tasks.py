@@ -27,6 +27,16 @@ def step_generator(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0]))
 
 
+def encode_captions(backbone, dataset: ToyWorldDataset, n: int) -> torch.Tensor:
+    """(n, max_text_len, dim) float16 text embeddings of clips 0..n-1's captions (captions only: nothing rendered); for
+    caches whose text was encoded at another max_text_len."""
+    from tqdm.auto import tqdm
+
+    L = backbone.text_encoder.max_len
+    return torch.cat([backbone.text_encoder([dataset.caption(i)]).half()
+                      for i in tqdm(range(n), desc=f"encoding captions at {L} tokens")])
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of videos in [-1, 1] (peak-to-peak 2)."""
     mse = F.mse_loss(a.float(), b.float()).item()
@@ -210,12 +220,10 @@ class DiTTask(Task):
 
         path, n = self._cache_path(), self.cfg.data.latent_cache
         data = load_file(path) if path.is_file() else {"latents": None, "text": None}
-        L = self.backbone.text_encoder.max_len
         have = 0 if data["latents"] is None else data["latents"].shape[0]
         changed = False
-        if have and data["text"].shape[1] != L:
-            data["text"] = torch.cat([self.backbone.text_encoder([self.train_set.caption(i)]).half()
-                                      for i in tqdm(range(have), desc=f"encoding captions at {L} tokens")])
+        if have and data["text"].shape[1] != self.backbone.text_encoder.max_len:
+            data["text"] = encode_captions(self.backbone, self.train_set, have)
             changed = True
         if have < n:
             lat, txt = [], []
@@ -241,14 +249,12 @@ class DiTTask(Task):
         """(n,T',H',W') float16 foreground maps of clips 0..n-1 on the latent grid."""
         from tqdm.auto import tqdm
 
-        from ..toyworld import clip_seed, render_clip
+        return torch.cat([self._foreground_of([self.train_set[i]]).half()
+                          for i in tqdm(range(n), desc="foreground maps")])
 
-        vc, d = self.backbone.vae.config, self.cfg.data
-        maps = [foreground_map(torch.from_numpy(render_clip(clip_seed(d.seed, i), self.render_cfg, d.max_objects,
-                                                            d.max_actors)[0].instance)[None],
-                               vc.scale_factor_temporal, vc.scale_factor_spatial)[0].half()
-                for i in tqdm(range(n), desc="foreground maps")]
-        return torch.stack(maps)
+    def _foreground_of(self, items: list[dict]) -> torch.Tensor:
+        codec = self.backbone.codec
+        return torch.cat([foreground_map(it["instance"][None], codec.temporal, codec.spatial) for it in items])
 
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
         n = self.cache["latents"].shape[0] if self.cache is not None else len(self.train_set)
@@ -262,9 +268,7 @@ class DiTTask(Task):
             x0 = self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device))
             emb = self.backbone.text_encoder([it["caption"] for it in items])
             if self.cfg.data.foreground_weight:
-                vc = self.backbone.vae.config
-                fg = torch.cat([foreground_map(it["instance"][None], vc.scale_factor_temporal, vc.scale_factor_spatial)
-                                for it in items])
+                fg = self._foreground_of(items)
         drop = torch.cat([torch.rand(1, generator=g) for g in gens]) < self.cfg.data.caption_dropout
         emb = torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb.cpu())
         weight = None if fg is None else (1 + self.cfg.data.foreground_weight * fg).to(self.device)

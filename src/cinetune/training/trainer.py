@@ -112,7 +112,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     ckpt_root = out / "checkpoints"
     if not resume and (found := list_checkpoints(ckpt_root)):
         # A fresh run here would mix its checkpoints with the old run's (and prune its own as the older ones).
-        raise CinetuneError(f"{out} already holds a run (checkpoint at step {found[-1].name.split('-')[-1].lstrip('0')}"
+        raise CinetuneError(f"{out} already holds a run (checkpoint at step {int(found[-1].name.split('-')[-1])}"
                             f"): pass --resume to continue it, or set another output_dir=...")
     accelerator = _accelerator(cfg)
     main = accelerator.is_main_process
