@@ -1,6 +1,6 @@
 import torch
 
-from cinetune.training.objectives import foreground_map, weighted_mse
+from cinetune.training.objectives import foreground_map, motion_mse, weighted_mse
 
 
 def test_foreground_map_follows_the_causal_latent_grid():
@@ -25,3 +25,18 @@ def test_weighted_mse_keeps_the_scale_and_moves_the_weight():
     w[:, :, 0, 0] = 1000.0  # nearly all weight on one cell -> nearly that cell's error
     cell = ((pred - target) ** 2)[..., 0, 0].mean()
     assert torch.allclose(weighted_mse(pred, target, w), cell, rtol=0.05)
+
+
+def test_motion_mse_sees_only_what_changes_between_frames():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 4, 5, 4, 4, generator=g)
+    static = torch.randn(2, 4, 1, 4, 4, generator=g)
+    # an error that is the same in every frame costs nothing; the frame-wise loss still sees it
+    assert motion_mse(target + static, target, None) < 1e-12 and weighted_mse(target + static, target, None) > 0
+    moving = target.clone()
+    moving[:, :, 3] += 1.0  # one frame off by 1 -> two of the four differences off by 1
+    assert torch.allclose(motion_mse(moving, target, None), torch.tensor(0.5))
+    w = torch.ones(2, 5, 4, 4)
+    assert torch.allclose(motion_mse(moving, target, 3 * w), motion_mse(moving, target, None))  # constant: unchanged
+    w[:, 3:] = 0.0  # no weight on frames 3-4: the 2-3 pair keeps half weight, the 3-4 pair none
+    assert torch.allclose(motion_mse(moving, target, w), torch.tensor(1.0 * 0.5 / 2.5))

@@ -215,3 +215,25 @@ def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path):
         assert batch["weight"].shape == (2, 2, 8, 8) and batch["weight"].min() >= 1 and batch["weight"].max() <= 5
         assert torch.isfinite(task.loss(task.model, batch)[0])
         train(cfg, progress=False)
+
+
+def test_single_object_share_and_motion_term(tmp_path):
+    cache = {"size": 40, "latent_cache": 40, "cache_path": str(tmp_path / "c.safetensors")}
+    cfg = tiny(tmp_path, "mix", steps=2, checkpoint_every=2,
+               data={**cache, "foreground_weight": 4.0, "motion_weight": 1.0, "single_object_share": 1.0})
+    task = make_task(cfg, torch.device("cpu"))
+    single = [i for i in range(40) if len(task.train_set.spec(i).objects) == 1 and not task.train_set.spec(i).actors]
+    assert task.single.tolist() == single and single
+    drawn = [i for s in range(20) for i in task.draw(s, 0, 0, 1, 40)[0]]
+    assert set(drawn) <= set(single)  # share 1: every sample shows one object and no actor
+    assert task.draw(3, 0, 0, 1, 40)[0] == task.draw(3, 0, 0, 1, 40)[0]  # deterministic per step (resume)
+    batch = task.batch(0, 0, 0, 1)
+    plain = make_task(tiny(tmp_path, "plain", data={**cache, "foreground_weight": 4.0}), torch.device("cpu"))
+    # the motion term only adds to the frame-wise loss
+    assert task.loss(task.model, batch)[0] > plain.loss(task.model, batch)[0]
+    train(cfg, progress=False)
+    half = make_task(tiny(tmp_path, "half", data={**cache, "single_object_share": 0.5}), torch.device("cpu"))
+    drawn = [i for s in range(50) for i in half.draw(s, 0, 0, 1, 40)[0]]
+    assert 0.5 < sum(i in single for i in drawn) / len(drawn) < 0.9 and not set(drawn) <= set(single)
+    with pytest.raises(CinetuneError, match="single_object_share"):
+        tiny(tmp_path, "bad", data={"single_object_share": 1.5}).validate()

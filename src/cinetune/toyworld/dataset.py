@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from .captions import caption
 from .render import Clip, render
-from .scene import RenderConfig, sample_scene
+from .scene import RenderConfig, SceneSpec, sample_scene
 
 # Large odd multiplier so (seed, index) pairs of different datasets never collide in practice.
 _SEED_STRIDE = 1_000_003
@@ -46,12 +46,15 @@ class ToyWorldDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def caption(self, index: int) -> str:
-        """Clip `index`'s caption without rendering it."""
+    def spec(self, index: int) -> SceneSpec:
+        """Clip `index`'s scene (what it shows), without rendering it."""
         if not 0 <= index < self.size:
             raise IndexError(index)
-        return caption(sample_scene(clip_seed(self.seed, index), max_objects=self.max_objects,
-                                    max_actors=self.max_actors))
+        return sample_scene(clip_seed(self.seed, index), max_objects=self.max_objects, max_actors=self.max_actors)
+
+    def caption(self, index: int) -> str:
+        """Clip `index`'s caption without rendering it."""
+        return caption(self.spec(index))
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:

@@ -41,3 +41,15 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor 
         return err.mean()
     w = weight[:, None].to(err.dtype).expand_as(err)
     return (w * err).sum() / w.sum()
+
+
+def motion_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error of the differences between consecutive latent frames of (pred - target), (B,C,T',H',W').
+    Any positive-definite quadratic loss has the same minimiser (the conditional mean), so adding this term changes
+    only where a limited model spends its capacity: on what moves. `weight` (B,T',H',W') is averaged over each
+    frame pair and normalised as in weighted_mse."""
+    d = torch.diff(pred.float() - target.float(), dim=2) ** 2
+    if weight is None:
+        return d.mean()
+    w = (0.5 * (weight[:, 1:] + weight[:, :-1]))[:, None].to(d.dtype).expand_as(d)
+    return (w * d).sum() / w.sum()

@@ -20,7 +20,7 @@ from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_video
 from ..toyworld import RenderConfig, ToyWorldDataset
 from .config import TrainConfig, init_dir
-from .objectives import flow_matching_inputs, foreground_map, sample_sigmas, weighted_mse
+from .objectives import flow_matching_inputs, foreground_map, motion_mse, sample_sigmas, weighted_mse
 
 
 def step_generator(seed: int, *keys: int) -> torch.Generator:
@@ -68,7 +68,12 @@ class Task:
         g = step_generator(self.cfg.seed, 1, step)
         idx = torch.randint(0, n, (B * world * self.cfg.grad_accum,), generator=g)
         positions = [micro * B * world + rank + k * world for k in range(B)]
+        idx = self.reselect(idx, step)
         return [int(idx[p]) for p in positions], [step_generator(self.cfg.seed, 2, step, p) for p in positions]
+
+    def reselect(self, idx: torch.Tensor, step: int) -> torch.Tensor:
+        """Hook: the step's global batch of uniformly drawn indices -> the indices trained on (default: the same)."""
+        return idx
 
     def enable_gradient_checkpointing(self) -> None:
         self.model.enable_gradient_checkpointing()
@@ -206,6 +211,14 @@ class DiTTask(Task):
         self.view = self.backbone.view
         self.empty = self.backbone.text_encoder([""])[0]
         self.cache = self._load_or_build_cache() if cfg.data.latent_cache else None
+        self.single = None
+        if cfg.data.single_object_share:
+            n = self.cache["latents"].shape[0] if self.cache is not None else min(len(self.train_set), 100_000)
+            specs = (self.train_set.spec(i) for i in range(n))
+            self.single = torch.tensor([i for i, sp in enumerate(specs) if len(sp.objects) == 1 and not sp.actors])
+            if not len(self.single):
+                raise CinetuneError("data.single_object_share: no clip with one object and no actor among the "
+                                    f"{n} drawn from (max_objects={cfg.data.max_objects}, max_actors={cfg.data.max_actors})")
 
     # -- data -------------------------------------------------------------------------------------------------
     def _cache_path(self) -> Path:
@@ -256,6 +269,13 @@ class DiTTask(Task):
         codec = self.backbone.codec
         return torch.cat([foreground_map(it["instance"][None], codec.temporal, codec.spatial) for it in items])
 
+    def reselect(self, idx: torch.Tensor, step: int) -> torch.Tensor:
+        if self.single is None:
+            return idx
+        g = step_generator(self.cfg.seed, 3, step)
+        take = torch.rand(len(idx), generator=g) < self.cfg.data.single_object_share
+        return torch.where(take, self.single[torch.randint(0, len(self.single), (len(idx),), generator=g)], idx)
+
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
         n = self.cache["latents"].shape[0] if self.cache is not None else len(self.train_set)
         idx, gens = self.draw(step, micro, rank, world, n)
@@ -280,7 +300,10 @@ class DiTTask(Task):
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
         xt, t, target = flow_matching_inputs(x0, sigmas.to(x0.device), noise)
         pred = self.view(xt, t, batch["emb"], module=model)
-        return weighted_mse(pred, target, batch.get("weight")), {}
+        loss = weighted_mse(pred, target, batch.get("weight"))
+        if self.cfg.data.motion_weight:
+            loss = loss + self.cfg.data.motion_weight * motion_mse(pred, target, batch.get("weight"))
+        return loss, {}
 
     # -- outputs ----------------------------------------------------------------------------------------------
     @torch.no_grad()
