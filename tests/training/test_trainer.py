@@ -215,6 +215,11 @@ def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path):
         assert batch["weight"].shape == (2, 2, 8, 8) and batch["weight"].min() >= 1 and batch["weight"].max() <= 5
         assert torch.isfinite(task.loss(task.model, batch)[0])
         train(cfg, progress=False)
+    # a grown cache computes only the new clips' maps, and they equal maps computed from scratch
+    grown = make_task(tiny(tmp_path, "grown", data={"foreground_weight": 4.0, "latent_cache": 6,
+                                                    "cache_path": str(tmp_path / "c.safetensors")}), torch.device("cpu"))
+    assert torch.equal(grown.cache["foreground"], torch.cat([grown._foreground_of([grown.train_set[i]]).half().float()
+                                                             for i in range(6)]))
 
 
 def test_single_object_share_and_motion_term(tmp_path):

@@ -247,8 +247,9 @@ class DiTTask(Task):
             data = {k: torch.cat(([data[k]] if have else []) + new).contiguous()
                     for k, new in (("latents", lat), ("text", txt))}
             changed = True
-        if self.cfg.data.foreground_weight and data.get("foreground", torch.empty(0)).shape[0] < n:
-            data["foreground"] = self._foreground(n)
+        fg_have = data["foreground"].shape[0] if "foreground" in data else 0
+        if self.cfg.data.foreground_weight and fg_have < n:
+            data["foreground"] = torch.cat(([data["foreground"]] if fg_have else []) + [self._foreground(fg_have, n)])
             changed = True
         if changed:
             with atomic_path(path) as tmp:
@@ -258,12 +259,12 @@ class DiTTask(Task):
             out["foreground"] = data["foreground"][:n].float()
         return out
 
-    def _foreground(self, n: int) -> torch.Tensor:
-        """(n,T',H',W') float16 foreground maps of clips 0..n-1 on the latent grid."""
+    def _foreground(self, start: int, stop: int) -> torch.Tensor:
+        """(stop-start,T',H',W') float16 foreground maps of clips start..stop-1 on the latent grid."""
         from tqdm.auto import tqdm
 
         return torch.cat([self._foreground_of([self.train_set[i]]).half()
-                          for i in tqdm(range(n), desc="foreground maps")])
+                          for i in tqdm(range(start, stop), desc="foreground maps")])
 
     def _foreground_of(self, items: list[dict]) -> torch.Tensor:
         codec = self.backbone.codec
