@@ -207,7 +207,7 @@ def test_latent_cache_grows_and_reencodes_text_of_another_length(tmp_path):
     assert load_file(cache)["text"].shape[1] == 16
 
 
-def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path):
+def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path, monkeypatch):
     for name, data in (("render", {}), ("cached", {"latent_cache": 4, "cache_path": str(tmp_path / "c.safetensors")})):
         cfg = tiny(tmp_path, name, steps=2, checkpoint_every=2, data={"foreground_weight": 4.0, **data})
         task = make_task(cfg, torch.device("cpu"))
@@ -215,9 +215,15 @@ def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path):
         assert batch["weight"].shape == (2, 2, 8, 8) and batch["weight"].min() >= 1 and batch["weight"].max() <= 5
         assert torch.isfinite(task.loss(task.model, batch)[0])
         train(cfg, progress=False)
-    # a grown cache computes only the new clips' maps, and they equal maps computed from scratch
+    # a grown cache renders only the new clips, once, for latents and maps alike; the maps equal maps from scratch
+    from cinetune.toyworld import ToyWorldDataset
+
+    rendered = []
+    get = ToyWorldDataset.__getitem__
+    monkeypatch.setattr(ToyWorldDataset, "__getitem__", lambda self, i: rendered.append(i) or get(self, i))
     grown = make_task(tiny(tmp_path, "grown", data={"foreground_weight": 4.0, "latent_cache": 6,
                                                     "cache_path": str(tmp_path / "c.safetensors")}), torch.device("cpu"))
+    assert rendered == [4, 5]
     assert torch.equal(grown.cache["foreground"], torch.cat([grown._foreground_of([grown.train_set[i]]).half().float()
                                                              for i in range(6)]))
 

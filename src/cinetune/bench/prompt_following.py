@@ -92,8 +92,8 @@ def word_sensitivity(backbone, clips: list, captions: list[str], sigmas=(0.7, 0.
     from ..toyworld import video_to_tensor
     from ..training.objectives import flow_matching_inputs, foreground_map, weighted_mse
 
-    x0 = backbone.codec.encode(torch.stack([video_to_tensor(c.video) for c in clips]))
     codec = backbone.codec
+    x0 = codec.encode(torch.stack([video_to_tensor(c.video) for c in clips]))
     fg = torch.cat([foreground_map(torch.from_numpy(c.instance)[None], codec.temporal, codec.spatial) for c in clips])
     texts = {"true": captions, **{a: swapped_captions(clips, a) for a in ("shape", "colour", "motion")},
              "empty": [""] * len(clips)}

@@ -36,7 +36,11 @@ def foreground_map(instance: torch.Tensor, temporal: int = 4, spatial: int = 4) 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     """Mean squared error; with `weight` (B,T',H',W') broadcast over channels, normalised by the mean weight so the
     loss keeps the unweighted scale."""
-    err = (pred.float() - target.float()) ** 2
+    return _weighted_mean((pred.float() - target.float()) ** 2, weight)
+
+
+def _weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of err (B,C,T,H,W) under weight (B,T,H,W) broadcast over channels, normalised by the weights' sum."""
     if weight is None:
         return err.mean()
     w = weight[:, None].to(err.dtype).expand_as(err)
@@ -48,8 +52,5 @@ def motion_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | 
     Any positive-definite quadratic loss has the same minimiser (the conditional mean), so adding this term changes
     only where a limited model spends its capacity: on what moves. `weight` (B,T',H',W') is averaged over each
     frame pair and normalised as in weighted_mse."""
-    d = torch.diff(pred.float() - target.float(), dim=2) ** 2
-    if weight is None:
-        return d.mean()
-    w = (0.5 * (weight[:, 1:] + weight[:, :-1]))[:, None].to(d.dtype).expand_as(d)
-    return (w * d).sum() / w.sum()
+    pair = None if weight is None else 0.5 * (weight[:, 1:] + weight[:, :-1])
+    return _weighted_mean(torch.diff(pred.float() - target.float(), dim=2) ** 2, pair)

@@ -238,16 +238,22 @@ class DiTTask(Task):
         if have and data["text"].shape[1] != self.backbone.text_encoder.max_len:
             data["text"] = encode_captions(self.backbone, self.train_set, have)
             changed = True
+        fg_have = data["foreground"].shape[0] if "foreground" in data else 0
         if have < n:
-            lat, txt = [], []
+            # The new clips are rendered with their instance masks, so foreground maps that end where the latents end
+            # grow in the same pass (no second render).
+            new = {"latents": [], "text": [], **({"foreground": []} if self.cfg.data.foreground_weight
+                                                   and fg_have == have else {})}
             for s in tqdm(range(have, n, 16), desc="encoding latent cache"):
                 items = [self.train_set[i] for i in range(s, min(n, s + 16))]
-                lat.append(self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device)).cpu())
-                txt.append(self.backbone.text_encoder([it["caption"] for it in items]).half().cpu())
-            data = {k: torch.cat(([data[k]] if have else []) + new).contiguous()
-                    for k, new in (("latents", lat), ("text", txt))}
+                new["latents"].append(
+                    self.backbone.codec.encode(torch.stack([it["video"] for it in items]).to(self.device)).cpu())
+                new["text"].append(self.backbone.text_encoder([it["caption"] for it in items]).half().cpu())
+                if "foreground" in new:
+                    new["foreground"].append(self._foreground_of(items).half())
+            data.update({k: torch.cat(([data[k]] if have else []) + v).contiguous() for k, v in new.items()})
+            fg_have = n if "foreground" in new else fg_have
             changed = True
-        fg_have = data["foreground"].shape[0] if "foreground" in data else 0
         if self.cfg.data.foreground_weight and fg_have < n:
             data["foreground"] = torch.cat(([data["foreground"]] if fg_have else []) + [self._foreground(fg_have, n)])
             changed = True
