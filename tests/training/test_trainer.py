@@ -188,6 +188,32 @@ def test_vae_decoder_only_keeps_the_encoder_and_latents(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in dec)
 
 
+def test_vae_wider_decoder_keeps_the_encoder_and_latent_statistics(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    over = dict(task="vae", steps=2, batch_size=1, data={"frames": 5, "height": 32, "width": 32, "size": 4})
+    base = train(tiny(tmp_path, "vae", **over), progress=False)
+    wide = train(tiny(tmp_path, "wide", init=str(base / "final" / "vae"), decoder_only=True, decoder_base_dim=24,
+                      **over), progress=False)
+    a = AutoencoderKLWan.from_pretrained(base / "final" / "vae")
+    b = AutoencoderKLWan.from_pretrained(wide / "final" / "vae")
+    assert b.config.decoder_base_dim == 24 and a.config.latents_mean == b.config.latents_mean
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if k.startswith(("encoder.", "quant_conv.")))
+    assert sum(v.numel() for k, v in sb.items() if k.startswith("decoder.")) > \
+        2 * sum(v.numel() for k, v in sa.items() if k.startswith("decoder."))
+    x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert b.decode(b.encode(x).latent_dist.mode()).sample.shape == x.shape
+
+
+@pytest.mark.parametrize("over", [dict(decoder_base_dim=32), dict(decoder_base_dim=32, task="vae", init="x"),
+                                  dict(decoder_base_dim=-1, task="vae", init="x", decoder_only=True)])
+def test_decoder_base_dim_needs_a_decoder_only_vae_run(tmp_path, over):
+    with pytest.raises(CinetuneError, match="decoder_base_dim"):
+        tiny(tmp_path, "bad", **over).validate()
+
+
 def test_latent_cache_grows_and_reencodes_text_of_another_length(tmp_path):
     cache = tmp_path / "latents.safetensors"
     task = make_task(tiny(tmp_path, "cache", data={"latent_cache": 3, "cache_path": str(cache)}), torch.device("cpu"))

@@ -107,6 +107,9 @@ class TrainConfig:
     timestep_shift: float = 2.0  # Wan's shifted timestep sampling, sigma' = s*sigma / (1 + (s-1)*sigma)
     kl_weight: float = 1e-6  # VAE only
     decoder_only: bool = False  # VAE only: freeze the encoder (latents, and DiTs trained on them, stay valid)
+    # VAE only, with decoder_only and init: > 0 replaces the decoder by a freshly initialised one of this base width
+    # (diffusers' decoder_base_dim); the encoder and latent statistics are kept, so DiTs trained on them stay valid.
+    decoder_base_dim: int = 0
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -155,6 +158,10 @@ class TrainConfig:
             if not 0.0 < c.keep_prob <= 1.0 or not 1 <= c.top_k <= c.num_experts:
                 raise CinetuneError(f"scale: need 0 < keep_prob <= 1 and 1 <= top_k <= num_experts, got "
                                     f"{c.keep_prob}, {c.top_k}, {c.num_experts}")
+        if self.decoder_base_dim < 0 or (self.decoder_base_dim and not (self.task == "vae" and self.decoder_only
+                                                                       and self.init)):
+            raise CinetuneError(f"decoder_base_dim must be 0, or > 0 for a vae task with decoder_only=true and an "
+                                f"init to keep the encoder of; got {self.decoder_base_dim}")
         d = self.data
         if d.foreground_weight < 0 or d.motion_weight < 0 or not 0.0 <= d.single_object_share <= 1.0:
             raise CinetuneError(f"data: need foreground_weight >= 0, motion_weight >= 0 and 0 <= single_object_share "
@@ -174,6 +181,13 @@ PRESETS: dict[str, dict] = {
     "toy-vae-decoder": dict(task="vae", backbone="toy-small", init="runs/toy-vae/final/vae", decoder_only=True,
                             output_dir="runs/toy-vae-decoder", steps=1200, batch_size=8, data=dict(frames=17, crop=32),
                             optim=dict(lr=3e-4, warmup_steps=20), checkpoint_every=200, log_every=10),
+    # Third stage: stage two's decoder stopped improving (its loss was flat from step 400 on; 25.5 dB), so this one
+    # replaces it by a decoder twice as wide, trained from scratch on the frozen encoder's latents.
+    "toy-vae-decoder-wide": dict(task="vae", backbone="toy-small", init="runs/toy-vae-decoder/final/vae",
+                                 decoder_only=True, decoder_base_dim=32, output_dir="runs/toy-vae-decoder-wide",
+                                 steps=1200, batch_size=8, data=dict(frames=17, crop=32),
+                                 optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0), checkpoint_every=200,
+                                 log_every=10, validate_every=400),
     # Both DiTs share one latent cache (the VAE is frozen, so cached latents are exact). EMA 0.995 averages roughly
     # the last 200 steps: long enough to smooth noise, short enough for runs of a few thousand steps.
     "toy-small": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=2200, batch_size=16,
@@ -211,6 +225,13 @@ PRESETS: dict[str, dict] = {
     # as much with plain continued training (both overrides 0).
     "toy-large-4": dict(task="dit", backbone="toy-large", init="runs/toy-large-3/final/transformer",
                         output_dir="runs/toy-large-4", steps=1500, batch_size=8, ema_decay=0.998,
+                        data=dict(latent_cache=10000, cache_path="runs/latents-17x64x64.safetensors",
+                                  foreground_weight=4.0, motion_weight=1.0, single_object_share=0.5),
+                        optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
+    # Fifth stage (toy-large): the same recipe for another 1500 steps. More steps were the one change that measurably
+    # lifted motion read-back in stage four's ablations; this tests whether that continues.
+    "toy-large-5": dict(task="dit", backbone="toy-large", init="runs/toy-large-4/final/transformer",
+                        output_dir="runs/toy-large-5", steps=1500, batch_size=8, ema_decay=0.998,
                         data=dict(latent_cache=10000, cache_path="runs/latents-17x64x64.safetensors",
                                   foreground_weight=4.0, motion_weight=1.0, single_object_share=0.5),
                         optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),

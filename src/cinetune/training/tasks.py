@@ -111,6 +111,19 @@ class _VAEWithPosterior(torch.nn.Module):
         return torch.cat(frames, 2)
 
 
+def _with_new_decoder(vae, base_dim: int):
+    """A copy of `vae` whose decoder is freshly initialised at `base_dim` width; the encoder, both 1x1 latent convs
+    and the config (latent statistics included) are kept, so the latents do not change."""
+    from diffusers import AutoencoderKLWan
+
+    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+    wide = AutoencoderKLWan(**{**config, "decoder_base_dim": base_dim})
+    kept = {k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.")}
+    missing, unexpected = wide.load_state_dict(kept, strict=False)
+    assert not unexpected and all(k.startswith("decoder.") for k in missing)
+    return wide
+
+
 class VAETask(Task):
     """Wan VAE reconstruction: MSE + 0.1 L1 + kl_weight * KL (mean over latent elements)."""
 
@@ -121,6 +134,8 @@ class VAETask(Task):
         preset = get_preset(cfg.backbone)
         if cfg.init:
             vae = AutoencoderKLWan.from_pretrained(init_dir(cfg.init, "vae"), use_safetensors=True)
+            if cfg.decoder_base_dim and cfg.decoder_base_dim != (vae.config.decoder_base_dim or vae.config.base_dim):
+                vae = _with_new_decoder(vae, cfg.decoder_base_dim)
         else:
             vae = AutoencoderKLWan(**preset.vae)
             # Start nearly deterministic (posterior std e^-3): with a small KL weight, a unit-variance start buries
