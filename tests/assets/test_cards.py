@@ -17,3 +17,13 @@ def test_export_asset_writes_weights_and_a_card_with_measured_numbers(tmp_path):
     assert "Training wall time" in card and "Parameters:" in card and "cinetune train base --preset" in card
     with pytest.raises(CinetuneError, match="no final"):
         export_asset(tmp_path / "nothing", "x", root=tmp_path / "assets")
+
+
+def test_card_says_when_a_decoder_was_replaced():
+    from cinetune.assets.cards import _init_line
+
+    assert _init_line({"init": ""}) == []
+    assert _init_line({"init": "a"}) == ["- Initialised from `a`"]
+    kept = _init_line({"init": "a", "decoder_only": True})[0]
+    assert "encoder and latents unchanged" in kept and "replaced" not in kept
+    assert "fresh one of base width 32" in _init_line({"init": "a", "decoder_only": True, "decoder_base_dim": 32})[0]

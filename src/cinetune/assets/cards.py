@@ -109,6 +109,17 @@ def _recipe(cfg: dict, name: str) -> str:
     return f"cinetune train {'base' if cfg['task'] in ('dit', 'vae') else 'features'} --preset {cfg.get('preset') or name}"
 
 
+def _init_line(cfg: dict) -> list[str]:
+    if not cfg.get("init"):
+        return []
+    note = ""
+    if cfg.get("decoder_only"):
+        fresh = (f"; decoder replaced by a fresh one of base width {cfg['decoder_base_dim']}"
+                 if cfg.get("decoder_base_dim") else "")
+        note = f" (decoder-only stage: encoder and latents unchanged{fresh})"
+    return [f"- Initialised from `{cfg['init']}`{note}"]
+
+
 def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
     from safetensors.torch import load_file
 
@@ -119,10 +130,7 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
              + (f", latent cache of {d['latent_cache']} clips" if d.get("latent_cache") else "")
              + (f", {d['clip_cache']} clips rendered once" if d.get("clip_cache") else "")
              + (f", random {d['crop']}x{d['crop']} crops" if d.get("crop") else ""),
-             *([f"- Initialised from `{cfg['init']}`" + (" (decoder-only stage: encoder and latents unchanged"
-                                                          + (f"; decoder replaced by a fresh one of base width "
-                                                             f"{cfg['decoder_base_dim']}" if cfg.get("decoder_base_dim")
-                                                             else "") + ")" if cfg.get("decoder_only") else "")] if cfg.get("init") else []),
+             *_init_line(cfg),
              f"- Steps: {cfg['steps']} x batch {cfg['batch_size']} (x{summary.get('processes', 1)} processes)",
              f"- Training wall time on this project's 2-core CPU: {wall / 60:.1f} min (sum of measured step times)",
              f"- Final training loss: {summary.get('final_loss', float('nan')):.4f}"]

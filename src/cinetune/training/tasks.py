@@ -134,7 +134,7 @@ class VAETask(Task):
         preset = get_preset(cfg.backbone)
         if cfg.init:
             vae = AutoencoderKLWan.from_pretrained(init_dir(cfg.init, "vae"), use_safetensors=True)
-            if cfg.decoder_base_dim and cfg.decoder_base_dim != (vae.config.decoder_base_dim or vae.config.base_dim):
+            if cfg.decoder_base_dim:
                 vae = _with_new_decoder(vae, cfg.decoder_base_dim)
         else:
             vae = AutoencoderKLWan(**preset.vae)
