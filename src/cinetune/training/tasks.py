@@ -116,8 +116,7 @@ def _with_new_decoder(vae, base_dim: int):
     and the config (latent statistics included) are kept, so the latents do not change."""
     from diffusers import AutoencoderKLWan
 
-    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
-    wide = AutoencoderKLWan(**{**config, "decoder_base_dim": base_dim})
+    wide = AutoencoderKLWan.from_config(vae.config, decoder_base_dim=base_dim)
     kept = {k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.")}
     missing, unexpected = wide.load_state_dict(kept, strict=False)
     assert not unexpected and all(k.startswith("decoder.") for k in missing)
