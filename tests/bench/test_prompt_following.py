@@ -11,6 +11,13 @@ def test_readers_recover_what_rendered_clips_show():
     # a video with nothing drawn has no shape to read
     blank = read_back([clips[0].video * 0])[0]
     assert blank["shape"] is None and accuracy([blank], stated[:1])["shape"] == 0.0
+    # object area follows the exact masks (generated objects drawn too big or too small show here)
+    import numpy as np
+
+    read = read_back([c.video for c in clips])
+    exact = [float((c.instance > 0).mean()) for c in clips]
+    assert np.allclose([r["area"] for r in read], exact, rtol=0.25), (read, exact)
+    assert blank["area"] == 0.0 and acc["area"] == np.mean([r["area"] for r in read])
 
 
 def test_swapped_captions_change_one_attribute_and_sensitivity_is_measured():

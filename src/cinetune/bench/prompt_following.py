@@ -18,7 +18,8 @@ from ..io import write_text
 
 
 def read_back(videos: list[np.ndarray]) -> list[dict]:
-    """Per video (F,H,W,3) uint8: {"shape", "colour", "motion"} as read by the toy annotator / video encoder."""
+    """Per video (F,H,W,3) uint8: {"shape", "colour", "motion"} as read by the toy annotator / video encoder, and
+    "area": the fraction of pixels the annotator segments as a shape (how big the drawn objects are)."""
     from ..conditions import get_extractor
     from ..metrics.features import ToyFeatures, _to_tensor
     from ..toynets.labels import GROUPS
@@ -28,17 +29,21 @@ def read_back(videos: list[np.ndarray]) -> list[dict]:
     shape_ids = np.array([CLASS_ID[s] for s in SHAPES])
     out = []
     for v in videos:
-        counts = np.bincount(seg.analyse(v).ravel(), minlength=int(shape_ids.max()) + 1)[shape_ids]
+        labels = seg.analyse(v)
+        counts = np.bincount(labels.ravel(), minlength=int(shape_ids.max()) + 1)[shape_ids]
         with torch.no_grad():
             probs = feats.net.probabilities(_to_tensor(v))
         out.append({"shape": SHAPES[int(counts.argmax())] if counts.any() else None,
                     "colour": GROUPS["colour"][int(probs["colour"][0].argmax())],
-                    "motion": GROUPS["motion"][int(probs["motion"][0].argmax())]})
+                    "motion": GROUPS["motion"][int(probs["motion"][0].argmax())],
+                    "area": float(counts.sum() / labels.size)})
     return out
 
 
 def accuracy(read: list[dict], stated: list[dict]) -> dict:
-    return {k: float(np.mean([r[k] == s[k] for r, s in zip(read, stated)])) for k in ("shape", "colour", "motion")}
+    """Fraction of videos showing each stated value, and the mean object area read back."""
+    acc = {k: float(np.mean([r[k] == s[k] for r, s in zip(read, stated)])) for k in ("shape", "colour", "motion")}
+    return {**acc, "area": float(np.mean([r["area"] for r in read]))}
 
 
 def held_out_prompts(n: int) -> tuple[list, list[str], list[dict]]:
@@ -132,10 +137,13 @@ def run(out: Path, quick: bool = False) -> Path:
              f"`cinetune bench prompt-following{' --quick' if quick else ''}`: {n} held-out one-object prompts "
              f"(toy-world seeds 13:0..{n - 1}), {steps} sampling steps, guidance 5, one video per prompt. Read back by "
              "the toy annotator (shape: majority shape class of the segmented pixels) and the toy video encoder "
-             "(colour, motion: most probable value). Fraction of videos whose read-back value is the stated one.", "",
-             "| source | shape | colour | motion |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {a['shape']:.2f} | {a['colour']:.2f} | {a['motion']:.2f} |" for name, a in rows]
-    lines += [f"| chance | {chance['shape']:.2f} | {chance['colour']:.2f} | {chance['motion']:.2f} |", "",
+             "(colour, motion: most probable value). Fraction of videos whose read-back value is the stated one. Object "
+             "area: mean fraction of pixels the annotator segments as a shape (a generator that draws objects at the "
+             "right size matches the rendered clips).", "",
+             "| source | shape | colour | motion | object area |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {a['shape']:.2f} | {a['colour']:.2f} | {a['motion']:.2f} | {a['area']:.3f} |"
+              for name, a in rows]
+    lines += [f"| chance | {chance['shape']:.2f} | {chance['colour']:.2f} | {chance['motion']:.2f} | |", "",
               "## Which words the models use", "",
               "Flow-matching loss on the latent cells the object covers (the same held-out clips, one noise draw per "
               "sigma), with the true caption, with its shape / colour / motion word swapped for another value (the rest "
