@@ -40,3 +40,32 @@ def test_motion_mse_sees_only_what_changes_between_frames():
     assert torch.allclose(motion_mse(moving, target, 3 * w), motion_mse(moving, target, None))  # constant: unchanged
     w[:, 3:] = 0.0  # no weight on frames 3-4: the 2-3 pair keeps half weight, the 3-4 pair none
     assert torch.allclose(motion_mse(moving, target, w), torch.tensor(1.0 * 0.5 / 2.5))
+
+
+def _best_constant(loss_fn, target: torch.Tensor) -> torch.Tensor:
+    """The prediction, shared by every sample (a denoiser that cannot tell them apart), minimising loss_fn."""
+    c = torch.zeros(target.shape[1:], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([c], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(c.expand_as(target), target)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return c.detach()
+
+
+def test_foreground_weight_moves_the_minimiser_and_the_motion_term_does_not():
+    # one latent cell that the object covers in 2 of 10 equally likely clips (value 1; background 0), two frames
+    target = torch.zeros(10, 1, 2, 1, 1, dtype=torch.float64)
+    target[:2, 0, 0] = 1.0
+    fg = (target[:, 0] > 0).to(target.dtype)  # (B,T,H,W), the exact mask as the trainer builds it
+    plain = _best_constant(lambda p, t: weighted_mse(p, t, None), target)
+    weighted = _best_constant(lambda p, t: weighted_mse(p, t, 1.0 + 4.0 * fg), target)
+    with_motion = _best_constant(lambda p, t: weighted_mse(p, t, None) + motion_mse(p, t, None), target)
+    # the conditional mean 0.2; the foreground weight leans to "object here": 5*2 / (5*2 + 8) = 0.556 (README, stage six)
+    assert torch.allclose(plain[0, :, 0, 0], torch.tensor([0.2, 0.0], dtype=torch.float64), atol=1e-6)
+    assert abs(weighted[0, 0, 0, 0].item() - 10 / 18) < 1e-6
+    assert torch.allclose(with_motion, plain, atol=1e-6)

@@ -271,8 +271,8 @@ PRESETS["toy-large-5"] = {**PRESETS["toy-large-4"], "init": "runs/toy-large-4/fi
                           "output_dir": "runs/toy-large-5"}
 # Sixth stage (toy-large): stage five's recipe without the foreground weight. A per-cell weight that depends on where
 # the object really is changes the loss's minimiser (a weighted mean leaning towards "object here" wherever the position
-# is uncertain): stage five drew objects 2.5x the size of real ones (`bench prompt-following`, object area 0.149 vs
-# 0.059). Without it the area fell to 0.093 and toy-FVD from 1240 to 1148; read-back stayed within noise.
+# is uncertain): stage five drew objects 2.5x the size of real ones (`bench prompt-following`, object area 0.145 vs
+# 0.057). Without it the area fell to 0.093 and toy-FVD from 1240 to 1148; read-back stayed within noise.
 PRESETS["toy-large-6"] = {**PRESETS["toy-large-5"], "init": "runs/toy-large-5/final/transformer",
                           "output_dir": "runs/toy-large-6",
                           "data": {**PRESETS["toy-large-5"]["data"], "foreground_weight": 0.0}}
