@@ -1,3 +1,5 @@
+import numpy as np
+
 from cinetune.bench.prompt_following import accuracy, read_back
 from cinetune.toyworld import RenderConfig, clip_seed, render_clip
 
@@ -6,15 +8,13 @@ def test_readers_recover_what_rendered_clips_show():
     clips = [render_clip(clip_seed(13, i), RenderConfig(), max_objects=1, max_actors=0)[0] for i in range(4)]
     stated = [{"shape": c.spec.objects[0].shape, "colour": c.spec.objects[0].colour,
                "motion": c.spec.objects[0].motion} for c in clips]
-    acc = accuracy(read_back([c.video for c in clips]), stated)
+    read = read_back([c.video for c in clips])
+    acc = accuracy(read, stated)
     assert acc["colour"] == 1.0 and acc["shape"] >= 0.75, acc
     # a video with nothing drawn has no shape to read
     blank = read_back([clips[0].video * 0])[0]
     assert blank["shape"] is None and accuracy([blank], stated[:1])["shape"] == 0.0
     # object area follows the exact masks (generated objects drawn too big or too small show here)
-    import numpy as np
-
-    read = read_back([c.video for c in clips])
     exact = [float((c.instance > 0).mean()) for c in clips]
     assert np.allclose([r["area"] for r in read], exact, rtol=0.25), (read, exact)
     assert blank["area"] == 0.0 and acc["area"] == np.mean([r["area"] for r in read])
