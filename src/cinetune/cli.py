@@ -230,6 +230,26 @@ def cmd_analyze(a: argparse.Namespace) -> None:
     print(report(analyse(large, small, clips=a.clips), Path(a.out), a.large, a.small))
 
 
+def cmd_latent_stats(a: argparse.Namespace) -> None:
+    import numpy as np
+    from diffusers import AutoencoderKLWan
+
+    from .backbones.codec import FRAME_STATS, measure_frame_stats
+    from .io import write_json
+    from .training.tasks import toy_clips
+
+    _positive("clips", a.clips)
+    _positive("frames", a.frames)
+    vdir = Path(a.vae)
+    if not (vdir / "config.json").is_file():
+        raise CinetuneError(f"--vae {vdir}: not a diffusers VAE directory (no config.json)")
+    stats = measure_frame_stats(AutoencoderKLWan.from_pretrained(vdir, use_safetensors=True).eval(),
+                                toy_clips(a.clips, a.frames, a.seed))
+    write_json(vdir / FRAME_STATS, stats)
+    std = np.asarray(stats["latents_std"]).mean(0)
+    print(f"{vdir / FRAME_STATS}: mean std per latent frame " + " ".join(f"{v:.2f}" for v in std))
+
+
 def cmd_export_asset(a: argparse.Namespace) -> None:
     from .assets.cards import export_asset
 
@@ -399,6 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--clips", type=int, default=6)
     an.add_argument("--out", default="benchmarks/results")
     an.set_defaults(fn=cmd_analyze)
+
+    ls = sub.add_parser("latent-stats", help="measure a toy VAE's per-(channel, latent frame) latent statistics "
+                        "on toy clips and write them beside it (cinetune_latents.json)")
+    ls.add_argument("--vae", required=True, help="VAE directory (e.g. src/cinetune/assets/toy-vae/vae)")
+    ls.add_argument("--clips", type=int, default=64)
+    ls.add_argument("--frames", type=int, default=33, help="clip length: the longest the DiTs generate")
+    ls.add_argument("--seed", type=int, default=2, help="toy-world seed (the VAE recipes' held-out seed 0 + 2)")
+    ls.set_defaults(fn=cmd_latent_stats)
 
     e = sub.add_parser("export-asset", help="ship a finished run as a package asset with its model card")
     e.add_argument("--run", required=True)

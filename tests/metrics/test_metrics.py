@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cinetune.errors import CinetuneError
-from cinetune.metrics import (depth_error, dynamic_degree, edge_f1, frechet_distance, greedy_match,
+from cinetune.metrics import (depth_error, dynamic_degree, edge_f1, first_frame_jump, frechet_distance, greedy_match,
                               identity_similarity, instance_events, instance_preservation, miou, oversaturation,
                               pose_pck, psnr, saturation_stats, ssim, temporal_consistency)
 from cinetune.metrics.fidelity import MAX_PSNR
@@ -102,6 +102,21 @@ def test_dynamic_degree_separates_frozen_from_moving():
     moving, score = dynamic_degree(clip.video)
     frozen, fscore = dynamic_degree(np.repeat(clip.video[:1], 17, 0))
     assert moving and not frozen and score > 1.0 and fscore < 1e-3
+
+
+def test_first_frame_jump_flags_a_noisy_first_frame():
+    clip, _ = render_clip(2)
+    real = first_frame_jump(clip.video)
+    noisy = clip.video.copy()
+    noisy[0] = np.clip(noisy[0].astype(int) + RNG.integers(-40, 41, noisy[0].shape), 0, 255)
+    assert 0.3 < real < 3 and first_frame_jump(noisy) > 5 * real
+    frozen = np.repeat(clip.video[:1], 17, 0)
+    assert first_frame_jump(frozen) == 0.0  # static: the floor keeps it finite
+    still = frozen.copy()
+    still[0] = 0  # one bad frame in a static video
+    assert first_frame_jump(still) == pytest.approx(np.abs(frozen[0].astype(float)).mean())
+    with pytest.raises(ValueError):
+        first_frame_jump(clip.video[:2])
 
 
 def _blob(lab, t, y0, y1, x0, x1, c=1):

@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from cinetune.backbones.codec import FRAME_STATS, LatentCodec
 from cinetune.config import merge, parse_overrides
 from cinetune.errors import CinetuneError
 from cinetune.training import TrainConfig, preset_config, train
@@ -198,6 +200,11 @@ def test_vae_wider_decoder_keeps_the_encoder_and_latent_statistics(tmp_path):
     a = AutoencoderKLWan.from_pretrained(base / "final" / "vae")
     b = AutoencoderKLWan.from_pretrained(wide / "final" / "vae")
     assert b.config.decoder_base_dim == 24 and a.config.latents_mean == b.config.latents_mean
+    # per-(channel, latent frame) statistics beside each (33-frame clips: 9 latent frames), the same encoder's
+    fa, fb = (json.loads((d / "final" / "vae" / FRAME_STATS).read_text()) for d in (base, wide))
+    assert np.array(fa["latents_std"]).shape == (16, 9) and fa == fb
+    codec = LatentCodec.from_dir(a, base / "final" / "vae")
+    assert codec.per_frame and torch.equal(codec.mean[0, :, 0, 0, 0], torch.tensor(fa["latents_mean"])[:, 0])
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa if k.startswith(("encoder.", "quant_conv.")))
     assert sum(v.numel() for k, v in sb.items() if k.startswith("decoder.")) > \
@@ -231,6 +238,29 @@ def test_latent_cache_grows_and_reencodes_text_of_another_length(tmp_path):
     assert short["text"].shape[1] == 16 and torch.equal(short["latents"], grown["latents"])
     assert torch.equal(short["text"], enc([task.train_set.caption(i) for i in range(5)]).half().float())
     assert load_file(cache)["text"].shape[1] == 16
+
+
+def test_latent_cache_made_with_other_statistics_is_carried_over(tmp_path):
+    from safetensors.torch import save_file
+
+    from cinetune.backbones.codec import renormalize
+
+    cache = tmp_path / "latents.safetensors"
+    task = make_task(tiny(tmp_path, "cache", data={"latent_cache": 3, "cache_path": str(cache)}), torch.device("cpu"))
+    codec = task.backbone.codec
+    made = load_file(cache)  # records the statistics it was normalised with
+    assert torch.equal(made["latents_mean"], codec.mean[0, :, :, 0, 0])
+    # a cache written before per-frame statistics: per-channel (the VAE config's), no record
+    per_channel = LatentCodec(codec.vae)
+    legacy = {"latents": renormalize(made["latents"], made["latents_mean"], made["latents_std"], per_channel),
+              "text": made["text"]}
+    assert not torch.allclose(legacy["latents"], made["latents"], atol=1e-2)
+    save_file(legacy, str(cache))
+    back = task._load_or_build_cache()
+    torch.testing.assert_close(back["latents"], made["latents"], atol=1e-5, rtol=1e-5)
+    rewritten = load_file(cache)
+    assert torch.equal(rewritten["latents_std"], made["latents_std"])
+    torch.testing.assert_close(rewritten["latents"], made["latents"], atol=1e-5, rtol=1e-5)
 
 
 def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path, monkeypatch):

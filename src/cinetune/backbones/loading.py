@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CinetuneError
-from .codec import LatentCodec
+from .codec import FRAME_STATS, LatentCodec
 from .presets import ASSETS, PRESETS, BackbonePreset, get_preset, models_dir
 from .text import TextEncoder, checkpoint_encoder, minilm_encoder
 from .view import VideoDiTView
@@ -66,16 +66,18 @@ def toy_scheduler(shift: float):
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
 
 
-def load_vae(preset: BackbonePreset, random_init: bool = False):
+def toy_codec(preset: BackbonePreset, random_init: bool = False) -> LatentCodec:
+    """The shipped toy VAE with its latent statistics (a random VAE with per-channel ones if none is shipped and
+    `random_init`)."""
     from diffusers import AutoencoderKLWan
 
     path = ASSETS / "toy-vae" / "vae"
     if (path / "config.json").is_file():
-        return AutoencoderKLWan.from_pretrained(path, use_safetensors=True)
+        return LatentCodec.from_dir(AutoencoderKLWan.from_pretrained(path, use_safetensors=True), path)
     if random_init:
         warnings.warn(f"no trained toy VAE at {path}: using a random one (fine for tests, useless for real training; "
                       "train it with `cinetune train base --preset toy-vae`)", stacklevel=2)
-        return AutoencoderKLWan(**preset.vae)
+        return LatentCodec(AutoencoderKLWan(**preset.vae))
     raise CinetuneError(f"shipped toy VAE missing at {path}; train it with `cinetune train base --preset toy-vae`")
 
 
@@ -89,8 +91,7 @@ def _load_toy(preset: BackbonePreset, random_init: bool) -> Backbone:
     else:
         raise CinetuneError(f"no shipped weights for {preset.name} at {wdir}; train them with "
                             f"`cinetune train base --preset {preset.name}`")
-    vae = load_vae(preset, random_init=random_init)
-    return Backbone(preset, transformer, LatentCodec(vae), minilm_encoder(preset.max_text_len),
+    return Backbone(preset, transformer, toy_codec(preset, random_init), minilm_encoder(preset.max_text_len),
                     toy_scheduler(preset.flow_shift), source=preset.name)
 
 
@@ -135,7 +136,7 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Ba
         raise
     except (OSError, ValueError, KeyError, AttributeError) as e:  # JSONDecodeError is a ValueError
         raise CinetuneError(f"cannot load model directory {root}: {str(e).splitlines()[0]}") from None
-    return Backbone(preset, transformer, LatentCodec(vae), text, scheduler, source=str(root))
+    return Backbone(preset, transformer, LatentCodec.from_dir(vae, root / "vae"), text, scheduler, source=str(root))
 
 
 def load_backbone(model: str, random_init: bool = False) -> Backbone:
@@ -162,6 +163,8 @@ def save_backbone(backbone: Backbone, out: str | Path) -> Path:
     with atomic_dir(out) as tmp:
         backbone.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
         backbone.vae.save_pretrained(tmp / "vae", safe_serialization=True)
+        if backbone.codec.per_frame:
+            write_json(tmp / "vae" / FRAME_STATS, backbone.codec.frame_stats())
         backbone.scheduler.save_pretrained(tmp / "scheduler")
         cls = "WanPipeline" if backbone.preset.family == "wan" else "CogVideoXPipeline"
         write_json(tmp / "model_index.json", {"_class_name": cls, "_diffusers_version": "0.42.1"})

@@ -1,5 +1,6 @@
-"""Temporal metrics: consistency (adjacent-frame feature cosine, as CLIP-based temporal consistency) and VBench's
-dynamic degree (optical-flow magnitude; OpenCV Farneback flow in place of RAFT, which cannot be downloaded)."""
+"""Temporal metrics: consistency (adjacent-frame feature cosine, as CLIP-based temporal consistency), VBench's
+dynamic degree (optical-flow magnitude; OpenCV Farneback flow in place of RAFT, which cannot be downloaded) and the
+first-frame jump (this project's check on causal-VAE first frames)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,15 @@ def dynamic_degree(video: np.ndarray) -> tuple[bool, float]:
     thres = 6.0 * min(v.shape[1:3]) / 256.0
     count = max(1, round(4 * v.shape[0] / 16.0))
     return bool((scores > thres).sum() >= count), float(scores.mean())
+
+
+def first_frame_jump(video: np.ndarray, floor: float = 1.0) -> float:
+    """How much more frame 0 differs from frame 1 than later frames differ from their successors: mean absolute
+    difference (0-255 scale) of frames 0 and 1 over the median of frames k, k+1 for k >= 1, that median floored at
+    `floor` so static videos stay finite. About 1 for real clips; large when frame 0 is noisier than the rest (a causal
+    VAE encodes frame 0 alone, and a DiT that denoises it worse shows it here). Needs >= 3 frames."""
+    v = np.asarray(video, np.float32)
+    if len(v) < 3:
+        raise ValueError(f"first_frame_jump needs at least 3 frames, got {len(v)}")
+    d = np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
+    return float(d[0] / max(float(np.median(d[1:])), floor))

@@ -276,6 +276,16 @@ PRESETS["toy-large-5"] = {**PRESETS["toy-large-4"], "init": "runs/toy-large-4/fi
 PRESETS["toy-large-6"] = {**PRESETS["toy-large-5"], "init": "runs/toy-large-5/final/transformer",
                           "output_dir": "runs/toy-large-6",
                           "data": {**PRESETS["toy-large-5"]["data"], "foreground_weight": 0.0}}
+# Seventh stage (toy-large) / third (toy-small): the toy VAE's latents are now normalised per (channel, latent frame)
+# (backbones.codec.FRAME_STATS) instead of per channel, which lifts frame 0 from half scale to unit scale (generated
+# first frames were noisy: at every noise level frame 0 had the lowest signal-to-noise ratio). The DiTs learn the
+# new normalisation from their previous weights with the stage-six recipe (the cached latents are carried over
+# exactly). toy-small also drops the foreground weight here, for the reason stage six dropped it for toy-large.
+PRESETS["toy-large-7"] = {**PRESETS["toy-large-6"], "init": "runs/toy-large-6/final/transformer",
+                          "output_dir": "runs/toy-large-7", "steps": 1200}
+PRESETS["toy-small-3"] = {**PRESETS["toy-small-2"], "init": "runs/toy-small-2/final/transformer",
+                          "output_dir": "runs/toy-small-3", "steps": 1000,
+                          "data": {**PRESETS["toy-small-2"]["data"], "foreground_weight": 0.0}}
 
 
 def init_dir(init: str, component: str | None = None) -> str:

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..adapters.control.model import new_control_model
 from ..backbones import load_backbone
+from ..backbones.codec import carry_over, codec_stats
 from ..conditions import EXACT_KINDS, KINDS, exact_condition, get_extractor
 from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_video
@@ -99,7 +100,11 @@ class ControlTask(Task):
         if path.is_file():
             data = load_file(path)
             if data["latents"].shape[0] >= n:
-                data = {k: v[:n] for k, v in data.items()}
+                lat = ["latents"] + ([f"cond_{k}" for k in self.kinds] if self.latent_cache else [])
+                if carry_over(data, lat, self.backbone.codec):  # made with other latent statistics: carried over
+                    with atomic_path(path) as tmp:
+                        save_file(data, str(tmp))
+                data = {k: v[:n] for k, v in data.items() if k not in ("latents_mean", "latents_std")}
                 if data["text"].shape[1] != self.backbone.text_encoder.max_len:  # another max_text_len: redo the text
                     data["text"] = encode_captions(self.backbone, self.train_set, n)
                 return data
@@ -118,7 +123,7 @@ class ControlTask(Task):
                         torch.from_numpy(conds).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1).to(self.device)).cpu())
                 else:
                     cols[f"cond_{k}"].append(torch.from_numpy(conds))
-        data = {k: torch.cat(v).contiguous() for k, v in cols.items()}
+        data = {k: torch.cat(v).contiguous() for k, v in cols.items()} | codec_stats(codec)
         with atomic_path(path) as tmp:
             save_file(data, str(tmp))
         return data

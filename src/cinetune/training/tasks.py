@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..backbones import load_backbone
+from ..backbones.codec import FRAME_STATS, carry_over, codec_stats, encode_modes, frame_stats_of
 from ..backbones.presets import get_preset
 from ..errors import CinetuneError
-from ..io import atomic_path, video_grid, write_video
+from ..io import atomic_path, video_grid, write_json, write_video
 from ..toyworld import RenderConfig, ToyWorldDataset
 from .config import TrainConfig, init_dir
 from .objectives import flow_matching_inputs, foreground_map, motion_mse, sample_sigmas, weighted_mse
@@ -197,13 +198,23 @@ class VAETask(Task):
 
     @torch.no_grad()
     def export(self, out_dir: Path) -> None:
-        """Save the VAE with per-channel latent statistics so latents reach unit scale (WanPipeline convention)."""
+        """Save the VAE with per-channel latent statistics so latents reach unit scale (WanPipeline convention; what
+        diffusers' own pipelines read), and per-(channel, latent frame) ones beside them (what cinetune's codec reads).
+        One pass over 64 held-out 33-frame clips: the causal encoder's first 5 latent frames are exactly those of the
+        clips' first 17 frames, the DiTs' clip length, from which the per-channel statistics come as before."""
         self.vae.eval()
-        zs = [self.vae.encode(self._full_clips(8, seed_offset=2, start=s)).latent_dist.mode().float()
-              for s in range(0, 64, 8)]
-        z = torch.cat(zs).transpose(0, 1).flatten(1)
-        self.vae.register_to_config(latents_mean=z.mean(1).tolist(), latents_std=z.std(1).clamp_min(1e-3).tolist())
+        d = self.cfg.data
+        z = encode_modes(self.vae, toy_clips(64, 33, d.seed + 2, d.height, d.width).to(self.device))
+        z17 = z[:, :, :5].transpose(0, 1).flatten(1)
+        self.vae.register_to_config(latents_mean=z17.mean(1).tolist(), latents_std=z17.std(1).clamp_min(1e-3).tolist())
         self.vae.save_pretrained(out_dir / "vae", safe_serialization=True)
+        write_json(out_dir / "vae" / FRAME_STATS, frame_stats_of(z))
+
+
+def toy_clips(n: int, frames: int, seed: int, height: int = 64, width: int = 64) -> torch.Tensor:
+    """Toy-world clips 0..n-1 of dataset `seed` -> (n,3,frames,H,W) in [-1,1]."""
+    data = ToyWorldDataset(n, seed=seed, cfg=RenderConfig(frames=frames, height=height, width=width))
+    return torch.stack([data[i]["video"] for i in range(n)])
 
 
 class DiTTask(Task):
@@ -248,7 +259,7 @@ class DiTTask(Task):
         path, n = self._cache_path(), self.cfg.data.latent_cache
         data = load_file(path) if path.is_file() else {"latents": None, "text": None}
         have = 0 if data["latents"] is None else data["latents"].shape[0]
-        changed = False
+        changed = bool(have) and carry_over(data, ["latents"], self.backbone.codec)
         if have and data["text"].shape[1] != self.backbone.text_encoder.max_len:
             data["text"] = encode_captions(self.backbone, self.train_set, have)
             changed = True
@@ -266,6 +277,8 @@ class DiTTask(Task):
                 if "foreground" in new:
                     new["foreground"].append(self._foreground_of(items).half())
             data.update({k: torch.cat(([data[k]] if have else []) + v).contiguous() for k, v in new.items()})
+            if not have:  # record the statistics the latents were normalised with
+                data.update({k: v.clone() for k, v in codec_stats(self.backbone.codec).items()})
             fg_have = n if "foreground" in new else fg_have
             changed = True
         if self.cfg.data.foreground_weight and fg_have < n:
