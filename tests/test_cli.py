@@ -24,6 +24,8 @@ def run(*args):
     ["train", "base", "--preset", "tiny", "init=/nonexistent/weights"],
     ["render-toy", "--n", "2", "--out", "x", "--frames", "40"],
     ["render-toy", "--n", "-1", "--out", "x"],
+    ["latent-stats", "--vae", "/nonexistent/vae"],
+    ["latent-stats", "--vae", "x", "--clips", "0"],
     ["frobnicate"],
 ])
 def test_bad_input_is_one_line_and_status_2(args):
@@ -32,6 +34,20 @@ def test_bad_input_is_one_line_and_status_2(args):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("cinetune: error:"), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_latent_stats_writes_per_frame_statistics_the_codec_reads(tmp_path, capsys):
+    from diffusers import AutoencoderKLWan
+
+    from cinetune.backbones import LatentCodec, get_preset
+    from cinetune.backbones.codec import FRAME_STATS
+
+    vae = AutoencoderKLWan(**get_preset("toy-small").vae)
+    vae.save_pretrained(tmp_path / "vae", safe_serialization=True)
+    assert main(["latent-stats", "--vae", str(tmp_path / "vae"), "--clips", "2", "--frames", "9"]) == 0
+    assert str(tmp_path / "vae" / FRAME_STATS) in capsys.readouterr().out
+    codec = LatentCodec.from_dir(vae, tmp_path / "vae")
+    assert codec.per_frame and codec.mean.shape == (1, 16, 3, 1, 1)
 
 
 def test_unreadable_config_is_refused(tmp_path):

@@ -1,11 +1,13 @@
 import json
 
+import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
 from cinetune.backbones import get_preset, load_backbone
 from cinetune.backbones.codec import FRAME_STATS, LatentCodec, carry_over, codec_stats, measure_frame_stats
 from cinetune.backbones.loading import load_directory, save_backbone
+from cinetune.errors import CinetuneError
 
 
 def _tiny_vae(seed: int = 0) -> AutoencoderKLWan:
@@ -79,3 +81,12 @@ def test_saved_directory_keeps_the_per_frame_statistics(tmp_path):
     assert back.codec.per_frame
     torch.testing.assert_close(back.codec.mean, b.codec.mean)
     torch.testing.assert_close(back.codec.std, b.codec.std)
+
+
+def test_unreadable_statistics_are_a_one_line_error(tmp_path):
+    vae = _tiny_vae()
+    for text in ("{not json", '{"latents_mean": [[0.0]]}', json.dumps(_frame_stats(2) | {"latents_std": [[1.0]] * 3})):
+        (tmp_path / FRAME_STATS).write_text(text)
+        with pytest.raises(CinetuneError, match="latent statistics"):
+            LatentCodec.from_dir(vae, tmp_path)
+    assert not LatentCodec.from_dir(vae, tmp_path / "absent").per_frame

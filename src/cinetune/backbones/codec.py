@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CinetuneError
+
 # Optional per-(channel, latent frame) statistics beside a VAE's config.json. Wan's causal VAE encodes frame 0 alone
 # and carries a cache through the rest, so its latents' scale and mean depend on the latent frame: the shipped toy
 # VAE's frame-0 std is 0.26-0.67 of the channel's std, the later frames' 1.1-1.4. With one per-channel statistic
@@ -46,7 +48,17 @@ class LatentCodec(torch.nn.Module):
     def from_dir(cls, vae, vae_dir: str | Path | None) -> "LatentCodec":
         """The codec of a VAE loaded from `vae_dir`, with that directory's per-frame statistics if it has them."""
         p = Path(vae_dir) / FRAME_STATS if vae_dir is not None else None
-        return cls(vae, json.loads(p.read_text()) if p is not None and p.is_file() else None)
+        if p is None or not p.is_file():
+            return cls(vae)
+        try:
+            stats = json.loads(p.read_text())
+            codec = cls(vae, stats)
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise CinetuneError(f"unreadable latent statistics {p}: {str(e).splitlines()[0] if str(e) else e!r}; "
+                                "rewrite them with `cinetune latent-stats --vae DIR`") from None
+        if codec.channels != getattr(vae.config, "z_dim", codec.channels):
+            raise CinetuneError(f"latent statistics {p} have {codec.channels} channels, the VAE {vae.config.z_dim}")
+        return codec
 
     @property
     def per_frame(self) -> bool:
