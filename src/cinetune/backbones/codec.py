@@ -45,10 +45,10 @@ class LatentCodec(torch.nn.Module):
         self.channels = int(mean.shape[1])
 
     @classmethod
-    def from_dir(cls, vae, vae_dir: str | Path | None) -> "LatentCodec":
+    def from_dir(cls, vae, vae_dir: str | Path) -> "LatentCodec":
         """The codec of a VAE loaded from `vae_dir`, with that directory's per-frame statistics if it has them."""
-        p = Path(vae_dir) / FRAME_STATS if vae_dir is not None else None
-        if p is None or not p.is_file():
+        p = Path(vae_dir) / FRAME_STATS
+        if not p.is_file():
             return cls(vae)
         try:
             stats = json.loads(p.read_text())
@@ -66,16 +66,15 @@ class LatentCodec(torch.nn.Module):
 
     def stats(self, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(1,C,frames,1,1) mean and std for `frames` latent frames (or (1,C,1,1,1) per-channel ones)."""
-        if not self.per_frame:
-            return self.mean, self.std
-        idx = torch.arange(frames, device=self.mean.device).clamp_max(self.mean.shape[2] - 1)
-        return self.mean[:, :, idx], self.std[:, :, idx]
+        return _for_frames(self.mean, frames), _for_frames(self.std, frames)
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        """The statistics as (C,F') tensors (F' = 1 per channel), as caches record them."""
+        return {"latents_mean": self.mean[0, :, :, 0, 0].clone(), "latents_std": self.std[0, :, :, 0, 0].clone()}
 
     def frame_stats(self) -> dict | None:
         """The per-frame statistics as written to FRAME_STATS (None for per-channel ones)."""
-        if not self.per_frame:
-            return None
-        return {"latents_mean": self.mean[0, :, :, 0, 0].tolist(), "latents_std": self.std[0, :, :, 0, 0].tolist()}
+        return {k: v.tolist() for k, v in self.tables().items()} if self.per_frame else None
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         return (self.channels, (frames - 1) // self.temporal + 1, height // self.spatial, width // self.spatial)
@@ -98,40 +97,41 @@ class LatentCodec(torch.nn.Module):
         return self.vae.decode(self.denormalize(latents).to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
 
+def _for_frames(t: torch.Tensor, frames: int) -> torch.Tensor:
+    """Statistics (1,C,F',1,1) for `frames` latent frames: per-channel ones broadcast, per-frame ones indexed, latent
+    frames past the last using the last."""
+    if t.shape[2] == 1:
+        return t
+    return t[:, :, torch.arange(frames, device=t.device).clamp_max(t.shape[2] - 1)]
+
+
 def renormalize(latents: torch.Tensor, from_mean: torch.Tensor, from_std: torch.Tensor, codec: LatentCodec) -> torch.Tensor:
     """Latents (N,C,F',H',W') normalised with other statistics ((C,F') or (C,1)) re-expressed in `codec`'s: exact, as
     both are affine maps of the same raw VAE latents (how caches built before a statistics change are carried over)."""
     n = latents.shape[2]
-    idx = torch.arange(n).clamp_max(from_mean.shape[1] - 1)
-    raw = latents.float() * from_std[None, :, idx, None, None] + from_mean[None, :, idx, None, None]
+    raw = latents.float() * _for_frames(from_std[None, :, :, None, None], n) + \
+        _for_frames(from_mean[None, :, :, None, None], n)
     return codec.normalize(raw).to(latents.dtype)
-
-
-def codec_stats(codec: LatentCodec) -> dict[str, torch.Tensor]:
-    """The codec's statistics as (C,F') tensors, as caches record them ("latents_mean", "latents_std")."""
-    return {"latents_mean": codec.mean[0, :, :, 0, 0].contiguous(), "latents_std": codec.std[0, :, :, 0, 0].contiguous()}
 
 
 def carry_over(data: dict, keys: list[str], codec: LatentCodec) -> bool:
     """Re-express a cache's latent entries `keys` in the codec's statistics when the cache recorded others (a cache
     without a record was written with the VAE config's per-channel statistics, the only kind before per-frame ones).
     Updates `data` in place, recording the codec's statistics; True when anything changed."""
-    cfg = codec.vae.config
+    cfg, cur = codec.vae.config, codec.tables()
     if "latents_mean" in data:
-        m, s = data["latents_mean"], data["latents_std"]
+        m, s = data["latents_mean"].float(), data["latents_std"].float()
     elif getattr(cfg, "latents_mean", None) is not None:
         m, s = torch.tensor(cfg.latents_mean)[:, None], torch.tensor(cfg.latents_std)[:, None]
     else:
-        m, s = codec.mean[0, :, :, 0, 0], codec.std[0, :, :, 0, 0]
-    cur = codec_stats(codec)
-    if m.shape == cur["latents_mean"].shape and torch.equal(m.float(), cur["latents_mean"]) and \
-            torch.equal(s.float(), cur["latents_std"]):
-        changed = "latents_mean" not in data
-    else:
+        m, s = cur["latents_mean"], cur["latents_std"]
+    same = m.shape == cur["latents_mean"].shape and torch.equal(m, cur["latents_mean"]) and \
+        torch.equal(s, cur["latents_std"])
+    if not same:
         for k in keys:
-            data[k] = renormalize(data[k], m.float(), s.float(), codec)
-        changed = True
-    data.update({k: v.clone() for k, v in cur.items()})
+            data[k] = renormalize(data[k], m, s, codec)
+    changed = not same or "latents_mean" not in data
+    data.update(cur)
     return changed
 
 

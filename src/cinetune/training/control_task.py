@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..adapters.control.model import new_control_model
 from ..backbones import load_backbone
-from ..backbones.codec import carry_over, codec_stats
+from ..backbones.codec import carry_over
 from ..conditions import EXACT_KINDS, KINDS, exact_condition, get_extractor
 from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_video
@@ -123,7 +123,7 @@ class ControlTask(Task):
                         torch.from_numpy(conds).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1).to(self.device)).cpu())
                 else:
                     cols[f"cond_{k}"].append(torch.from_numpy(conds))
-        data = {k: torch.cat(v).contiguous() for k, v in cols.items()} | codec_stats(codec)
+        data = {k: torch.cat(v).contiguous() for k, v in cols.items()} | codec.tables()
         with atomic_path(path) as tmp:
             save_file(data, str(tmp))
         return data

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..backbones import load_backbone
-from ..backbones.codec import FRAME_STATS, carry_over, codec_stats, encode_modes, frame_stats_of
+from ..backbones.codec import FRAME_STATS, carry_over, encode_modes, frame_stats_of
 from ..backbones.presets import get_preset
 from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_json, write_video
@@ -177,16 +177,11 @@ class VAETask(Task):
         loss = mse + 0.1 * (rec - x).abs().mean() + (0.0 if self.cfg.decoder_only else self.cfg.kl_weight * kl)
         return loss, {"mse": mse.item(), "kl": kl.item()}
 
-    def _full_clips(self, n: int, seed_offset: int, start: int = 0) -> torch.Tensor:
-        """Held-out 17-frame clips (the DiTs' clip length, whatever the training crop) -> (n,3,17,H,W)."""
-        full = RenderConfig(frames=17, height=self.cfg.data.height, width=self.cfg.data.width)
-        data = ToyWorldDataset(start + n, seed=self.cfg.data.seed + seed_offset, cfg=full)
-        return torch.stack([data[i]["video"] for i in range(start, start + n)]).to(self.device)
-
     @torch.no_grad()
     def validate(self, out_dir: Path, step: int) -> dict:
-        """PSNR on held-out full-length (17-frame) clips, plus a side-by-side GIF."""
-        x = self._full_clips(8, seed_offset=1)
+        """PSNR on held-out full-length clips (17 frames, the DiTs' clip length, whatever the training crop), plus a
+        side-by-side GIF."""
+        x = toy_clips(8, 17, self.cfg.data.seed + 1, self.cfg.data.height, self.cfg.data.width).to(self.device)
         self.vae.eval()
         rec = self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         self.vae.train()
@@ -277,14 +272,13 @@ class DiTTask(Task):
                 if "foreground" in new:
                     new["foreground"].append(self._foreground_of(items).half())
             data.update({k: torch.cat(([data[k]] if have else []) + v).contiguous() for k, v in new.items()})
-            if not have:  # record the statistics the latents were normalised with
-                data.update({k: v.clone() for k, v in codec_stats(self.backbone.codec).items()})
             fg_have = n if "foreground" in new else fg_have
             changed = True
         if self.cfg.data.foreground_weight and fg_have < n:
             data["foreground"] = torch.cat(([data["foreground"]] if fg_have else []) + [self._foreground(fg_have, n)])
             changed = True
         if changed:
+            data.update(self.backbone.codec.tables())  # the statistics every latent in it is normalised with
             with atomic_path(path) as tmp:
                 save_file(data, tmp)
         out = {"latents": data["latents"][:n], "text": data["text"][:n].float()}
