@@ -1,7 +1,7 @@
 import numpy as np
 
 from cinetune.bench.prompt_following import accuracy, read_back
-from cinetune.metrics import first_frame_jump
+from cinetune.metrics import chunk_flicker, first_frame_jump
 from cinetune.toyworld import RenderConfig, clip_seed, render_clip
 
 
@@ -19,8 +19,9 @@ def test_readers_recover_what_rendered_clips_show():
     exact = [float((c.instance > 0).mean()) for c in clips]
     assert np.allclose([r["area"] for r in read], exact, rtol=0.25), (read, exact)
     assert blank["area"] == 0.0 and acc["area"] == np.mean([r["area"] for r in read])
-    # and the first-frame jump of each video (metrics.first_frame_jump; its behaviour is tested there)
+    # and the first-frame jump and chunk flicker of each video (metrics.*; their behaviour is tested there)
     assert acc["first_frame"] == np.mean([first_frame_jump(c.video) for c in clips]) and blank["first_frame"] == 0.0
+    assert acc["flicker"] == np.mean([chunk_flicker(c.video) for c in clips]) and blank["flicker"] == 0.0
 
 
 def test_swapped_captions_change_one_attribute_and_sensitivity_is_measured():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cinetune.errors import CinetuneError
-from cinetune.metrics import (depth_error, dynamic_degree, edge_f1, first_frame_jump, frechet_distance, greedy_match,
+from cinetune.metrics import (chunk_flicker, depth_error, dynamic_degree, edge_f1, first_frame_jump, frechet_distance, greedy_match,
                               identity_similarity, instance_events, instance_preservation, miou, oversaturation,
                               pose_pck, psnr, saturation_stats, ssim, temporal_consistency)
 from cinetune.metrics.fidelity import MAX_PSNR
@@ -119,6 +119,25 @@ def test_first_frame_jump_flags_a_noisy_first_frame():
         first_frame_jump(clip.video[:2])
 
 
+def test_chunk_flicker_flags_jumps_at_latent_chunk_boundaries():
+    clip, _ = render_clip(2)
+    real = chunk_flicker(clip.video)
+    assert 0.5 < real < 1.6
+    # a decoder whose brightness is off by a different amount in every latent chunk (frame 0, 1-4, 5-8, ...)
+    chunked = clip.video.astype(int)
+    for j, start in enumerate(range(1, 17, 4)):
+        chunked[start:start + 4] += 12 * (j % 2)
+    assert chunk_flicker(np.clip(chunked, 0, 255).astype(np.uint8)) > 2 * real
+    # the same jumps inside the chunks instead raise the denominator, not the numerator
+    inside = clip.video.astype(int)
+    inside[2::4] += 12
+    assert chunk_flicker(np.clip(inside, 0, 255).astype(np.uint8)) < real
+    frozen = np.repeat(clip.video[:1], 17, 0)
+    assert chunk_flicker(frozen) == 0.0  # static: the floor keeps it finite
+    with pytest.raises(ValueError):
+        chunk_flicker(clip.video[:5])
+
+
 def _blob(lab, t, y0, y1, x0, x1, c=1):
     lab[t, y0:y1, x0:x1] = c
 
@@ -168,3 +187,14 @@ def test_greedy_matching_and_identity_similarity():
     out = identity_similarity(frames, refs)
     assert out["face_sim_min"] == pytest.approx(0.8) and out["face_found"] == 1.0
     assert identity_similarity([np.zeros((0, 3))], refs) == {"face_sim_min": 0.0, "face_sim_mean": 0.0, "face_found": 0.0}
+
+
+def test_evaluate_frame_pair_metrics_skip_videos_too_short_for_them():
+    from cinetune.metrics import EvalConfig, evaluate
+
+    clip, _ = render_clip(2)
+    cfg = EvalConfig(metrics=("first-frame", "chunk-flicker"), progress=False)
+    rep = evaluate([clip.video, clip.video[:4]], cfg=cfg)
+    both = np.mean([first_frame_jump(clip.video), first_frame_jump(clip.video[:4])])
+    assert rep["summary"] == pytest.approx({"first_frame_jump": both, "chunk_flicker": chunk_flicker(clip.video)})
+    assert np.isnan(rep["per_video"][1]["chunk_flicker"]) and np.isfinite(rep["per_video"][1]["first_frame_jump"])

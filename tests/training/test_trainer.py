@@ -190,6 +190,30 @@ def test_vae_decoder_only_keeps_the_encoder_and_latents(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in dec)
 
 
+def test_vae_temporal_difference_term_and_flicker_validation(tmp_path):
+    from cinetune.training.objectives import motion_mse
+
+    cfg = tiny(tmp_path, "vae-t", task="vae", batch_size=1, data={"frames": 9, "height": 32, "width": 32, "size": 4,
+                                                                  "motion_weight": 2.0})
+    torch.manual_seed(0)
+    task = make_task(cfg, torch.device("cpu"))
+
+    def loss(weight: float) -> tuple[float, torch.Tensor]:
+        task.cfg.data.motion_weight = weight
+        batch = task.batch(0, 0, 0, 1)
+        with torch.no_grad():
+            return task.loss(task.model, batch)[0].item(), batch["video"]
+
+    with_term, x = loss(2.0)
+    without, _ = loss(0.0)
+    noise = torch.randn(1, 16, 3, 8, 8, generator=task.batch(0, 0, 0, 1)["gens"][0])
+    with torch.no_grad():
+        rec = task.model(x, noise)[0]
+    assert with_term == pytest.approx(without + 2.0 * motion_mse(rec, x, None).item(), rel=1e-5)
+    out = task.validate(tmp_path, 0)
+    assert set(out) == {"val_psnr", "val_chunk_flicker"} and np.isfinite(out["val_chunk_flicker"])
+
+
 def test_vae_wider_decoder_keeps_the_encoder_and_latent_statistics(tmp_path):
     from diffusers import AutoencoderKLWan
 

@@ -137,8 +137,11 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
     if "val_psnr" in summary:
         lines.append(f"- Held-out reconstruction PSNR (8 clips, 17x64x64, seed {d['seed'] + 1}): "
                      f"**{summary['val_psnr']:.2f} dB**")
+    if "val_chunk_flicker" in summary:
+        lines.append(f"- Held-out chunk-boundary flicker (`metrics.chunk_flicker`, the same clips; about 1 for the "
+                     f"rendered clips): **{summary['val_chunk_flicker']:.2f}**")
     held_out = {k: v for k, v in summary.items() if k not in ("steps", "wall_seconds_this_run", "processes",
-                                                               "final_loss", "val_psnr")}
+                                                               "final_loss", "val_psnr", "val_chunk_flicker")}
     if held_out:
         lines.append(f"- Held-out evaluation ({cfg.get('num_validation')} clips of dataset seed {d['seed'] + 1}, never "
                      "trained on): " + ", ".join(f"**{k} = {v:.3f}**" for k, v in held_out.items()))

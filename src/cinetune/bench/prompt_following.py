@@ -20,9 +20,10 @@ from ..io import write_text
 def read_back(videos: list[np.ndarray]) -> list[dict]:
     """Per video (F,H,W,3) uint8: {"shape", "colour", "motion"} as read by the toy annotator / video encoder,
     "area": the fraction of pixels the annotator segments as a shape (how big the drawn objects are), and
-    "first_frame": metrics.first_frame_jump (about 1 when frame 0 is as clean as the rest)."""
+    "first_frame": metrics.first_frame_jump (about 1 when frame 0 is as clean as the rest) and "flicker":
+    metrics.chunk_flicker (about 1 when the video changes as much inside the VAE's latent chunks as across them)."""
     from ..conditions import get_extractor
-    from ..metrics import first_frame_jump
+    from ..metrics import chunk_flicker, first_frame_jump
     from ..metrics.features import ToyFeatures, _to_tensor
     from ..toynets.labels import GROUPS
     from ..toyworld.roster import CLASS_ID, SHAPES
@@ -38,14 +39,16 @@ def read_back(videos: list[np.ndarray]) -> list[dict]:
         out.append({"shape": SHAPES[int(counts.argmax())] if counts.any() else None,
                     "colour": GROUPS["colour"][int(probs["colour"][0].argmax())],
                     "motion": GROUPS["motion"][int(probs["motion"][0].argmax())],
-                    "area": float(counts.sum() / labels.size), "first_frame": first_frame_jump(v)})
+                    "area": float(counts.sum() / labels.size), "first_frame": first_frame_jump(v),
+                    "flicker": chunk_flicker(v)})
     return out
 
 
 def accuracy(read: list[dict], stated: list[dict]) -> dict:
-    """Fraction of videos showing each stated value, and the mean object area and first-frame jump read back."""
+    """Fraction of videos showing each stated value, and the mean object area, first-frame jump and chunk flicker
+    read back."""
     acc = {k: float(np.mean([r[k] == s[k] for r, s in zip(read, stated)])) for k in ("shape", "colour", "motion")}
-    return {**acc, **{k: float(np.mean([r[k] for r in read])) for k in ("area", "first_frame")}}
+    return {**acc, **{k: float(np.mean([r[k] for r in read])) for k in ("area", "first_frame", "flicker")}}
 
 
 def held_out_prompts(n: int) -> tuple[list, list[str], list[dict]]:
@@ -143,11 +146,13 @@ def run(out: Path, quick: bool = False) -> Path:
              "area: mean fraction of pixels the annotator segments as a shape (a generator that draws objects at the "
              "right size matches the rendered clips). First-frame jump: mean of `metrics.first_frame_jump`, the change "
              "from frame 0 to frame 1 over the median change between later neighbours (about 1 when frame 0 is as "
-             "clean as the rest).", "",
-             "| source | shape | colour | motion | object area | first-frame jump |", "|---|---:|---:|---:|---:|---:|"]
+             "clean as the rest). Chunk flicker: mean of `metrics.chunk_flicker`, the change across the VAE's latent-chunk "
+             "boundaries (frame pairs 4j, 4j+1) over that inside the chunks (about 1 for real clips).", "",
+             "| source | shape | colour | motion | object area | first-frame jump | chunk flicker |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} | {a['shape']:.2f} | {a['colour']:.2f} | {a['motion']:.2f} | {a['area']:.3f} | "
-              f"{a['first_frame']:.2f} |" for name, a in rows]
-    lines += [f"| chance | {chance['shape']:.2f} | {chance['colour']:.2f} | {chance['motion']:.2f} | | |", "",
+              f"{a['first_frame']:.2f} | {a['flicker']:.2f} |" for name, a in rows]
+    lines += [f"| chance | {chance['shape']:.2f} | {chance['colour']:.2f} | {chance['motion']:.2f} | | | |", "",
               "## Which words the models use", "",
               "Flow-matching loss on the latent cells the object covers (the same held-out clips, one noise draw per "
               "sigma), with the true caption, with its shape / colour / motion word swapped for another value (the rest "

@@ -8,9 +8,9 @@ from .fidelity import psnr, ssim
 from .frechet import frechet_distance
 from .identity import greedy_match, identity_similarity
 from .instances import instance_events, instance_preservation
-from .temporal import dynamic_degree, first_frame_jump, temporal_consistency
+from .temporal import chunk_flicker, dynamic_degree, first_frame_jump, temporal_consistency
 
-__all__ = ["METRICS", "EvalConfig", "adherence", "depth_error", "dynamic_degree", "edge_f1", "evaluate",
+__all__ = ["METRICS", "EvalConfig", "adherence", "chunk_flicker", "depth_error", "dynamic_degree", "edge_f1", "evaluate",
            "first_frame_jump", "frechet_distance", "greedy_match", "identity_similarity", "instance_events", "instance_preservation",
            "markdown_table", "miou", "normal_error", "oversaturation", "pose_pck", "psnr", "saturation_stats", "ssim",
            "temporal_consistency"]

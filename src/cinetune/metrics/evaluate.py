@@ -16,14 +16,14 @@ from .fidelity import psnr, ssim
 from .frechet import frechet_distance
 from .identity import identity_similarity
 from .instances import instance_preservation, toy_object_groups
-from .temporal import dynamic_degree, first_frame_jump, temporal_consistency
+from .temporal import chunk_flicker, dynamic_degree, first_frame_jump, temporal_consistency
 
 PAIRED = ("psnr", "ssim", "perceptual", "adherence")
-METRICS = ("psnr", "ssim", "perceptual", "fvd", "alignment", "temporal", "dynamic", "first-frame", "instances",
-           "saturation", "adherence", "identity")
+METRICS = ("psnr", "ssim", "perceptual", "fvd", "alignment", "temporal", "dynamic", "first-frame", "chunk-flicker",
+           "instances", "saturation", "adherence", "identity")
 # Which direction is better, for reports.
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "perceptual": False, "fvd": False, "alignment": True,
-                    "temporal_consistency": True, "dynamic_degree": None, "first_frame_jump": False,
+                    "temporal_consistency": True, "dynamic_degree": None, "first_frame_jump": False, "chunk_flicker": False,
                     "instance_preservation": True, "oversaturation": False, "face_sim_min": True}
 EDGE_KINDS = ("canny", "hed", "scribble", "lineart", "mlsd")
 
@@ -154,8 +154,11 @@ def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = N
         if "dynamic" in want:
             moving, score = dynamic_degree(g)
             row["dynamic_degree"], row["flow_score"] = float(moving), score
+        # Too-short videos get NaN (left out of the mean) rather than an error.
         if "first-frame" in want:
-            row["first_frame_jump"] = first_frame_jump(g)
+            row["first_frame_jump"] = first_frame_jump(g) if len(g) >= 3 else np.nan
+        if "chunk-flicker" in want:
+            row["chunk_flicker"] = chunk_flicker(g) if len(g) > 5 else np.nan
         if "instances" in want:
             lab = seg.analyse(g)
             row["instance_preservation"] = instance_preservation(toy_object_groups(lab) if cfg.backend == "toy" else lab)

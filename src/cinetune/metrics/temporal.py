@@ -53,3 +53,18 @@ def first_frame_jump(video: np.ndarray, floor: float = 1.0) -> float:
         raise ValueError(f"first_frame_jump needs at least 3 frames, got {len(v)}")
     d = np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
     return float(d[0] / max(float(np.median(d[1:])), floor))
+
+
+def chunk_flicker(video: np.ndarray, temporal: int = 4, floor: float = 1.0) -> float:
+    """How much more a video changes across the causal VAE's latent-chunk boundaries than inside a chunk: mean
+    absolute difference (0-255 scale) of the frame pairs (temporal*j, temporal*j + 1), where latent frame j hands over
+    to j+1 (frame 0 is chunk 0), over that of all other adjacent pairs (floored at `floor` so static videos stay
+    finite). About 1 for real clips; above 1 when the decoder (or the latents) jump at every chunk boundary. Needs
+    frames > temporal + 1 so both kinds of pair exist."""
+    v = np.asarray(video, np.float32)
+    if len(v) <= temporal + 1:
+        raise ValueError(f"chunk_flicker needs more than {temporal + 1} frames, got {len(v)}")
+    d = np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
+    at = np.zeros(len(d), bool)
+    at[::temporal] = True
+    return float(d[at].mean() / max(float(d[~at].mean()), floor))

@@ -19,6 +19,7 @@ from ..backbones.codec import FRAME_STATS, carry_over, encode_modes, frame_stats
 from ..backbones.presets import get_preset
 from ..errors import CinetuneError
 from ..io import atomic_path, video_grid, write_json, write_video
+from ..metrics.temporal import chunk_flicker
 from ..toyworld import RenderConfig, ToyWorldDataset
 from .config import TrainConfig, init_dir
 from .objectives import flow_matching_inputs, foreground_map, motion_mse, sample_sigmas, weighted_mse
@@ -175,12 +176,16 @@ class VAETask(Task):
         mse = F.mse_loss(rec, x)
         kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
         loss = mse + 0.1 * (rec - x).abs().mean() + (0.0 if self.cfg.decoder_only else self.cfg.kl_weight * kl)
+        if self.cfg.data.motion_weight:
+            # The same temporal-difference term as the DiT's, on pixels: the causal decoder's frames should change
+            # from one to the next as the clip's do, also across its latent-chunk boundaries.
+            loss = loss + self.cfg.data.motion_weight * motion_mse(rec, x, None)
         return loss, {"mse": mse.item(), "kl": kl.item()}
 
     @torch.no_grad()
     def validate(self, out_dir: Path, step: int) -> dict:
-        """PSNR on held-out full-length clips (17 frames, the DiTs' clip length, whatever the training crop), plus a
-        side-by-side GIF."""
+        """PSNR and chunk-boundary flicker (metrics.chunk_flicker) on held-out full-length clips (17 frames, the
+        DiTs' clip length, whatever the training crop), plus a side-by-side GIF."""
         x = toy_clips(8, 17, self.cfg.data.seed + 1, self.cfg.data.height, self.cfg.data.width).to(self.device)
         self.vae.eval()
         rec = self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
@@ -189,7 +194,7 @@ class VAETask(Task):
 
         a, b = to_uint8(x[:4]), to_uint8(rec[:4])
         write_video(out_dir / "samples" / f"step-{step:07d}.gif", video_grid([np.concatenate([u, v], 2) for u, v in zip(a, b)], cols=2))
-        return {"val_psnr": psnr(rec, x)}
+        return {"val_psnr": psnr(rec, x), "val_chunk_flicker": float(np.mean([chunk_flicker(v) for v in to_uint8(rec)]))}
 
     @torch.no_grad()
     def export(self, out_dir: Path) -> None:
