@@ -38,7 +38,7 @@ def _train_step_row(b, batch: int) -> tuple[str, str, str]:
     fp32, bf16 = (median_time(lambda: step(flag), repeats=3) for flag in (False, True))
     model.eval()
     return (f"toy-large training step (batch {batch}, forward + backward): fp32 / bf16 autocast",
-            f"{fp32:.2f} / {bf16:.2f} s (bf16 {fp32 / bf16:.2f}x the speed)",
+            f"{fp32:.3g} / {bf16:.3g} s (bf16 {fp32 / bf16:.2f}x the speed)",
             f"CPU bf16 instructions: {cpu_bf16_support()}; median of 3")
 
 

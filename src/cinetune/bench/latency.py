@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..io import write_text
+from .foundation import cpu_bf16_support
 from . import median_time
 
 SIZES = {  # Wan2.1 configs (REFERENCE.md)
@@ -139,8 +140,8 @@ def run(out: Path, quick: bool = False) -> Path:
     if not gpu:
         lines += ["", "CPU note: at reduced token counts the convolutional encoders weigh relatively more than at "
                   "32,760 tokens (attention grows quadratically with tokens, the encoders linearly with pixels), so "
-                  "these overheads are upper bounds for the real resolution. bf16 on this CPU (no AMX) is slow; the "
-                  "ratios are what transfer."]
+                  "these overheads are upper bounds for the real resolution. bf16 on a CPU is slow unless it has bf16 "
+                  f"instructions (this one: {cpu_bf16_support()}); the ratios are what transfer."]
     path = Path(out) / ("latency.md" if not gpu else "latency-gpu.md")
     write_text(path, "\n".join(lines) + "\n")
     return path

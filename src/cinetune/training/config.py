@@ -193,9 +193,12 @@ PRESETS: dict[str, dict] = {
                                  steps=1200, batch_size=8, data=dict(frames=17, crop=32),
                                  optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0), checkpoint_every=200,
                                  log_every=10, validate_every=400),
-    # Fourth stage: the shipped decoder again on the frozen encoder, with the pixel temporal-difference term. The
-    # decoder's frames changed more across its latent-chunk boundaries than real clips do (metrics.chunk_flicker 1.3
-    # against 1.0 on held-out clips); the encoder and so every DiT's latents stay as they are.
+    # Tried as a fourth stage, not shipped: the shipped decoder again on the frozen encoder (so every DiT's latents
+    # stay valid), with the pixel temporal-difference term. The shipped VAE's frames change more across its latent-
+    # chunk boundaries than inside a chunk (metrics.chunk_flicker 1.47 on the held-out clips; the rendered clips 1.02).
+    # After 1200 steps: 1.42 at weight 1, 1.39 at weight 4 (25.60 / 25.55 dB), both flat from step 400; without the
+    # term 1.47 at step 400. A causal decoder cannot see the next chunk's latent, so it cannot spread a jump the
+    # latents carry: that takes a new encoder (README, "Shipped toy models").
     "toy-vae-decoder-2": dict(task="vae", backbone="toy-small", init="toy-vae", decoder_only=True,
                               output_dir="runs/toy-vae-decoder-2", steps=1200, batch_size=8,
                               data=dict(frames=17, crop=32, motion_weight=1.0),
@@ -206,7 +209,8 @@ PRESETS: dict[str, dict] = {
     "toy-small": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=2200, batch_size=16,
                       ema_decay=0.995, data=dict(latent_cache=3000, cache_path="runs/latents-17x64x64.safetensors"),
                       optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250, validate_every=500),
-    # fp32: on CPUs without AMX / AVX512-BF16 (this project's machines) bf16 autocast measured 3.3x slower.
+    # fp32: on the CPU without AMX / AVX512-BF16 these recipes were trained on, bf16 autocast measured 3.3x slower
+    # (1.45x faster on one with AVX512-BF16: `cinetune bench foundation`).
     "toy-large": dict(task="dit", backbone="toy-large", output_dir="runs/toy-large", steps=2000, batch_size=8,
                       ema_decay=0.995, mixed_precision="no",
                       data=dict(latent_cache=3000, cache_path="runs/latents-17x64x64.safetensors"),
