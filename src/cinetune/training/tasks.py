@@ -194,7 +194,8 @@ class VAETask(Task):
 
         a, b = to_uint8(x[:4]), to_uint8(rec[:4])
         write_video(out_dir / "samples" / f"step-{step:07d}.gif", video_grid([np.concatenate([u, v], 2) for u, v in zip(a, b)], cols=2))
-        return {"val_psnr": psnr(rec, x), "val_chunk_flicker": float(np.mean([chunk_flicker(v) for v in to_uint8(rec)]))}
+        flicker = [chunk_flicker(v, self.vae.config.scale_factor_temporal) for v in to_uint8(rec)]
+        return {"val_psnr": psnr(rec, x), "val_chunk_flicker": float(np.mean(flicker))}
 
     @torch.no_grad()
     def export(self, out_dir: Path) -> None:
