@@ -198,7 +198,8 @@ PRESETS: dict[str, dict] = {
     # chunk boundaries than inside a chunk (metrics.chunk_flicker 1.47 on the held-out clips; the rendered clips 1.02).
     # After 1200 steps: 1.42 at weight 1, 1.39 at weight 4 (25.60 / 25.55 dB), both flat from step 400; without the
     # term 1.47 at step 400. A causal decoder cannot see the next chunk's latent, so it cannot spread a jump the
-    # latents carry: that takes a new encoder (README, "Shipped toy models").
+    # latents carry. With decoder_only=false (new latents, so every DiT retrained) weight 4 reached 1.34 and 25.70 dB,
+    # still falling (README, "Shipped toy models").
     "toy-vae-decoder-2": dict(task="vae", backbone="toy-small", init="toy-vae", decoder_only=True,
                               output_dir="runs/toy-vae-decoder-2", steps=1200, batch_size=8,
                               data=dict(frames=17, crop=32, motion_weight=1.0),
