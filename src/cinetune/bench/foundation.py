@@ -24,7 +24,8 @@ def cpu_bf16_support() -> str:
 
 
 def _train_step_row(b, batch: int) -> tuple[str, str, str]:
-    """One toy-large training step (forward + backward) in fp32 and under bf16 autocast, as `mixed_precision` does."""
+    """One training step (forward + backward) of backbone b's transformer in fp32 and under bf16 autocast, as the
+    trainer's `mixed_precision` runs it; the bench passes toy-large."""
     model = b.transformer.train()
     x, t = torch.randn(batch, 16, 5, 16, 16), torch.full((batch,), 500.0)
     emb = b.text_encoder(["a red circle"]).expand(batch, -1, -1)
@@ -37,7 +38,7 @@ def _train_step_row(b, batch: int) -> tuple[str, str, str]:
 
     fp32, bf16 = (median_time(lambda: step(flag), repeats=3) for flag in (False, True))
     model.eval()
-    return (f"toy-large training step (batch {batch}, forward + backward): fp32 / bf16 autocast",
+    return (f"{b.preset.name} training step (batch {batch}, forward + backward): fp32 / bf16 autocast",
             f"{fp32:.3g} / {bf16:.3g} s (bf16 {fp32 / bf16:.2f}x the speed)",
             f"CPU bf16 instructions: {cpu_bf16_support()}; median of 3")
 
