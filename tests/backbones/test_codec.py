@@ -85,7 +85,9 @@ def test_saved_directory_keeps_the_per_frame_statistics(tmp_path):
 
 def test_unreadable_statistics_are_a_one_line_error(tmp_path):
     vae = _tiny_vae()
-    for text in ("{not json", '{"latents_mean": [[0.0]]}', json.dumps(_frame_stats(2) | {"latents_std": [[1.0]] * 3})):
+    per_channel = {"latents_mean": [0.0] * 16, "latents_std": [1.0] * 16}  # flat lists, not (C, F') tables
+    for text in ("{not json", '{"latents_mean": [[0.0]]}', json.dumps(_frame_stats(2) | {"latents_std": [[1.0]] * 3}),
+                 json.dumps(per_channel)):
         (tmp_path / FRAME_STATS).write_text(text)
         with pytest.raises(CinetuneError, match="latent statistics"):
             LatentCodec.from_dir(vae, tmp_path)

@@ -27,8 +27,11 @@ class LatentCodec(torch.nn.Module):
         self.vae = vae.requires_grad_(False).eval()
         cfg = vae.config
         if frame_stats is not None:
-            mean = torch.tensor(frame_stats["latents_mean"], dtype=torch.float32)[None, :, :, None, None]
-            std = torch.tensor(frame_stats["latents_std"], dtype=torch.float32)[None, :, :, None, None]
+            mean, std = (torch.tensor(frame_stats[k], dtype=torch.float32) for k in ("latents_mean", "latents_std"))
+            if mean.ndim != 2 or std.ndim != 2:
+                raise ValueError(f"per-frame latent statistics must be (C, F') tables, got mean {tuple(mean.shape)} "
+                                 f"and std {tuple(std.shape)}")
+            mean, std = mean[None, :, :, None, None], std[None, :, :, None, None]
         elif getattr(cfg, "latents_mean", None) is not None:
             mean = torch.tensor(cfg.latents_mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
             std = torch.tensor(cfg.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
@@ -36,7 +39,7 @@ class LatentCodec(torch.nn.Module):
             z = cfg.latent_channels
             mean = torch.zeros(1, z, 1, 1, 1)
             std = torch.full((1, z, 1, 1, 1), 1.0 / cfg.scaling_factor)
-        if mean.shape != std.shape or mean.ndim != 5:
+        if mean.shape != std.shape:
             raise ValueError(f"latent statistics: mean {tuple(mean.shape)} and std {tuple(std.shape)} differ")
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)

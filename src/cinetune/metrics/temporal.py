@@ -43,15 +43,20 @@ def dynamic_degree(video: np.ndarray) -> tuple[bool, float]:
     return bool((scores > thres).sum() >= count), float(scores.mean())
 
 
+def _pair_changes(video: np.ndarray) -> np.ndarray:
+    """(F-1,) mean absolute difference (0-255 scale) of each frame and the next, of a (F,H,W,3) video."""
+    v = np.asarray(video, np.float32)
+    return np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
+
+
 def first_frame_jump(video: np.ndarray, floor: float = 1.0) -> float:
     """How much more frame 0 differs from frame 1 than later frames differ from their successors: mean absolute
     difference (0-255 scale) of frames 0 and 1 over the median of frames k, k+1 for k >= 1, that median floored at
     `floor` so static videos stay finite. About 1 for real clips; large when frame 0 is noisier than the rest (a causal
     VAE encodes frame 0 alone, and a DiT that denoises it worse shows it here). Needs >= 3 frames."""
-    v = np.asarray(video, np.float32)
-    if len(v) < 3:
-        raise ValueError(f"first_frame_jump needs at least 3 frames, got {len(v)}")
-    d = np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
+    if len(video) < 3:
+        raise ValueError(f"first_frame_jump needs at least 3 frames, got {len(video)}")
+    d = _pair_changes(video)
     return float(d[0] / max(float(np.median(d[1:])), floor))
 
 
@@ -61,10 +66,9 @@ def chunk_flicker(video: np.ndarray, temporal: int = 4, floor: float = 1.0) -> f
     to j+1 (frame 0 is chunk 0), over that of all other adjacent pairs (floored at `floor` so static videos stay
     finite). About 1 for real clips; above 1 when the decoder (or the latents) jump at every chunk boundary. Needs
     frames > temporal + 1 so both kinds of pair exist."""
-    v = np.asarray(video, np.float32)
-    if len(v) <= temporal + 1:
-        raise ValueError(f"chunk_flicker needs more than {temporal + 1} frames, got {len(v)}")
-    d = np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
+    if len(video) <= temporal + 1:
+        raise ValueError(f"chunk_flicker needs more than {temporal + 1} frames, got {len(video)}")
+    d = _pair_changes(video)
     at = np.zeros(len(d), bool)
     at[::temporal] = True
     return float(d[at].mean() / max(float(d[~at].mean()), floor))

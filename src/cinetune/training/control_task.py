@@ -123,9 +123,9 @@ class ControlTask(Task):
                         torch.from_numpy(conds).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1).to(self.device)).cpu())
                 else:
                     cols[f"cond_{k}"].append(torch.from_numpy(conds))
-        data = {k: torch.cat(v).contiguous() for k, v in cols.items()} | codec.tables()
-        with atomic_path(path) as tmp:
-            save_file(data, str(tmp))
+        data = {k: torch.cat(v).contiguous() for k, v in cols.items()}
+        with atomic_path(path) as tmp:  # with the statistics its latents are normalised with, as carry_over reads them
+            save_file(data | codec.tables(), str(tmp))
         return data
 
     def draw_cached(self, step: int, micro: int, rank: int, world: int):

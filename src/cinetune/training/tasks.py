@@ -192,9 +192,10 @@ class VAETask(Task):
         self.vae.train()
         from ..pipelines import to_uint8
 
-        a, b = to_uint8(x[:4]), to_uint8(rec[:4])
-        write_video(out_dir / "samples" / f"step-{step:07d}.gif", video_grid([np.concatenate([u, v], 2) for u, v in zip(a, b)], cols=2))
-        flicker = [chunk_flicker(v, self.vae.config.scale_factor_temporal) for v in to_uint8(rec)]
+        decoded = to_uint8(rec)
+        pairs = [np.concatenate([u, v], 2) for u, v in zip(to_uint8(x[:4]), decoded[:4])]
+        write_video(out_dir / "samples" / f"step-{step:07d}.gif", video_grid(pairs, cols=2))
+        flicker = [chunk_flicker(v, self.vae.config.scale_factor_temporal) for v in decoded]
         return {"val_psnr": psnr(rec, x), "val_chunk_flicker": float(np.mean(flicker))}
 
     @torch.no_grad()
