@@ -19,7 +19,7 @@ def tiny_tokenizer():
 
 
 def tiny_wan_components(seed: int = 0) -> dict:
-    """diffusers' own tiny Wan test configuration (REFERENCE.md), deterministic weights."""
+    """diffusers' own tiny Wan test configuration, deterministic weights."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 

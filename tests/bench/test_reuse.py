@@ -2,7 +2,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from cinetune.bench.control import input_digest, train_or_reuse
+from cinetune.bench.harness import input_digest, train_or_reuse
 from cinetune.io import write_json
 from cinetune.training import preset_config, train
 

@@ -14,7 +14,8 @@ from cinetune.backbones.codec import FRAME_STATS, LatentCodec
 from cinetune.config import merge, parse_overrides
 from cinetune.errors import CinetuneError
 from cinetune.training import TrainConfig, preset_config, train
-from cinetune.training.tasks import make_task, step_generator
+from cinetune.training.task import step_generator
+from cinetune.training.tasks import make_task
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -252,15 +253,15 @@ def test_latent_cache_grows_and_reencodes_text_of_another_length(tmp_path):
     assert first["latents"].shape[0] == 3 and first["text"].shape[1] == task.backbone.text_encoder.max_len
     # a larger cache encodes only the missing clips: the first three are kept as they were
     task.cfg.data.latent_cache = 5
-    grown = task._load_or_build_cache()
+    grown = task.load_cache()
     assert grown["latents"].shape[0] == 5 and torch.equal(grown["latents"][:3], first["latents"])
     enc = task.backbone.text_encoder
-    assert torch.equal(grown["text"][3:], enc([task.train_set.caption(i) for i in (3, 4)]).half().float())
+    assert torch.equal(grown["text"][3:], enc([task.train_set.caption(i) for i in (3, 4)]).half())
     # another max_text_len re-encodes the captions (without rendering), keeping the latents
     enc.max_len = 16
-    short = task._load_or_build_cache()
+    short = task.load_cache()
     assert short["text"].shape[1] == 16 and torch.equal(short["latents"], grown["latents"])
-    assert torch.equal(short["text"], enc([task.train_set.caption(i) for i in range(5)]).half().float())
+    assert torch.equal(short["text"], enc([task.train_set.caption(i) for i in range(5)]).half())
     assert load_file(cache)["text"].shape[1] == 16
 
 
@@ -280,7 +281,7 @@ def test_latent_cache_made_with_other_statistics_is_carried_over(tmp_path):
               "text": made["text"]}
     assert not torch.allclose(legacy["latents"], made["latents"], atol=1e-2)
     save_file(legacy, str(cache))
-    back = task._load_or_build_cache()
+    back = task.load_cache()
     torch.testing.assert_close(back["latents"], made["latents"], atol=1e-5, rtol=1e-5)
     rewritten = load_file(cache)
     assert torch.equal(rewritten["latents_std"], made["latents_std"])
@@ -296,15 +297,15 @@ def test_foreground_weighted_training_with_and_without_a_latent_cache(tmp_path, 
         assert torch.isfinite(task.loss(task.model, batch)[0])
         train(cfg, progress=False)
     # a grown cache renders only the new clips, once, for latents and maps alike; the maps equal maps from scratch
-    from cinetune.toyworld import ToyWorldDataset
+    from cinetune.training.flow import FlowMatchingTask
 
     rendered = []
-    get = ToyWorldDataset.__getitem__
-    monkeypatch.setattr(ToyWorldDataset, "__getitem__", lambda self, i: rendered.append(i) or get(self, i))
+    get = FlowMatchingTask.render
+    monkeypatch.setattr(FlowMatchingTask, "render", lambda self, i: rendered.append(i) or get(self, i))
     grown = make_task(tiny(tmp_path, "grown", data={"foreground_weight": 4.0, "latent_cache": 6,
                                                     "cache_path": str(tmp_path / "c.safetensors")}), torch.device("cpu"))
     assert rendered == [4, 5]
-    assert torch.equal(grown.cache["foreground"], torch.cat([grown._foreground_of([grown.train_set[i]]).half().float()
+    assert torch.equal(grown.cache["foreground"], torch.cat([grown._foreground_of([grown.train_set[i]["instance"]]).half()
                                                              for i in range(6)]))
 
 

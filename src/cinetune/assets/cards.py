@@ -98,15 +98,23 @@ METRIC_NOTES = {
 
 
 def _recipe(cfg: dict, name: str) -> str:
-    if cfg["task"] == "scale-adapter":
-        c = cfg["scale"]
-        return (f"cinetune train scale-adapter --preset {cfg.get('preset') or 'toy-scale-adapter'} --large "
-                f"{cfg['backbone']} --small {c['small']} --conditions {c['conditions']}")
-    if cfg["task"] == "control":
-        c = cfg["control"]
-        return (f"cinetune train control --preset {cfg.get('preset') or 'toy-control'} --method {c['method']} "
-                f"--conditions {c['conditions']}")
+    from ..methods.registry import methods
+
+    if cfg["task"] in methods():
+        return methods()[cfg["task"]].card_text(cfg)[0]
     return f"cinetune train {'base' if cfg['task'] in ('dit', 'vae') else 'features'} --preset {cfg.get('preset') or name}"
+
+
+def _samples_note(cfg: dict) -> str:
+    from ..methods.registry import methods
+
+    if cfg["task"] in methods():
+        return " " + methods()[cfg["task"]].card_text(cfg)[1]
+    return {"dit": " Samples: `samples.gif`, generated at export with the shipped VAE from held-out captions "
+                   f"(`samples.txt`), {CARD_STEPS} steps, guidance 5, seed 0.",
+            "vae": " Reconstructions (left: input, right: decoded): `samples.gif`.",
+            "annotator": " Predictions on held-out clips (input | depth | segmentation | pose): `samples.gif`."
+            }.get(cfg["task"], "")
 
 
 def _init_line(cfg: dict) -> list[str]:
@@ -149,17 +157,6 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
             lines.append(f"  ({METRIC_NOTES[cfg['task']]})")
     n = sum(t.numel() for w in dest.rglob("*.safetensors") for t in load_file(w).values())
     lines.append(f"- Parameters: {n / 1e6:.2f} M")
-    lines += ["", "Loss curve: `loss.png`." + (
-        " Samples: `samples.gif`, generated at export with the shipped VAE from held-out captions "
-        f"(`samples.txt`), {CARD_STEPS} steps, guidance 5, seed 0." if cfg["task"] == "dit"
-        else " Reconstructions (left: input, right: decoded): `samples.gif`." if cfg["task"] == "vae"
-        else " Predictions on held-out clips (input | depth | segmentation | pose): `samples.gif`."
-        if cfg["task"] == "annotator"
-        else f" Controlled samples on held-out clips ({' | '.join(cfg['control']['conditions'].split(','))} | generated, "
-        f"{cfg['validation_steps']} steps): `samples.gif`. Adherence, quality and latency against the other methods: "
-        "`cinetune bench control` (benchmarks/results/control.md)." if cfg["task"] == "control"
-        else f" Scale-adapted samples on held-out clips ({' | '.join(cfg['scale']['conditions'].split(','))} | "
-        f"generated, {cfg['validation_steps']} steps): `samples.gif`. Tables: `cinetune bench scale-adapter`."
-        if cfg["task"] == "scale-adapter" else ""),
+    lines += ["", "Loss curve: `loss.png`." + _samples_note(cfg),
               "", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from ..io import write_text
 from .foundation import cpu_bf16_support
 from . import median_time
 
-SIZES = {  # Wan2.1 configs (REFERENCE.md)
+SIZES = {  # Wan2.1 configs (docs/methods.md)
     "wan2.1-1.3b": dict(dim=1536, heads=12, ffn=8960, layers=30, cn_blocks=8, cn_stride=3),
     "wan2.1-14b": dict(dim=5120, heads=40, ffn=13824, layers=40, cn_blocks=6, cn_stride=4),
 }
@@ -32,8 +32,8 @@ def measure(size: str, frames: int, height: int, width: int, device: str, dtype:
 
     dlogging.set_verbosity_error()  # the fp32-module cast warning: every module here runs in one dtype on purpose
 
-    from ..adapters.control.controlnext import ControlNeXtDiT
-    from ..adapters.control.dit_controlnet import PixelControlEncoder
+    from ..methods.control.controlnext import ControlNeXtDiT
+    from ..methods.control.dit_controlnet import PixelControlEncoder
 
     c = SIZES[size]
     D = c["dim"]
@@ -85,7 +85,7 @@ def measure(size: str, frames: int, height: int, width: int, device: str, dtype:
 def scale_adapter_step(small: str, large: str, tokens: int, device: str, dtype: torch.dtype, repeats: int,
                        kinds: int = 3) -> dict:
     """One Scale-Adapter block (small width -> large width, MCE on, `kinds` conditions): seconds per step, params."""
-    from ..adapters.scale.module import ScaleAdapterBlock
+    from ..methods.scale_adapter.module import ScaleAdapterBlock
 
     s, lg = SIZES[small], SIZES[large]
     d = s["dim"]

@@ -1,5 +1,5 @@
 """`cinetune bench shipped-adapters`: adherence of the shipped control adapters on the shipped toy-large, on the control
-bench's held-out clips (bench.control._eval_set; canny + depth + pose given), against the uncontrolled model. Minutes,
+bench's held-out clips (bench.harness.eval_set; canny + depth + pose given), against the uncontrolled model. Minutes,
 not hours: it trains nothing, so it is the check to run after the shipped weights change."""
 
 from __future__ import annotations
@@ -11,20 +11,19 @@ from ..io import write_text
 
 
 def run(out: Path, quick: bool = False) -> Path:
-    from ..adapters.control.model import ControlModel
-    from ..adapters.scale.model import ScaleAdapterModel
+    from ..methods.registry import load_adapter
     from ..pipelines import TextToVideoPipeline
-    from .control import _adherence, _eval_set, _generate
+    from .harness import adherence, eval_set, generate
 
     t0 = time.perf_counter()
     n, steps = (2, 4) if quick else (8, 20)
-    clips, conds = _eval_set(n)
+    clips, conds = eval_set(n)
     pipe = TextToVideoPipeline.from_pretrained("toy-large", device="cpu")
-    rows = [("toy-large alone", _adherence([pipe(t, steps=steps, guidance=5.0, seed=i, progress=False).videos[0]
+    rows = [("toy-large alone", adherence([pipe(t, steps=steps, guidance=5.0, seed=i, progress=False).videos[0]
                                             for i, (_, t) in enumerate(clips)], clips))]
-    for name, model in (("toy-large-controlnext", ControlModel.load("toy-large-controlnext")),
-                        ("toy-large-scale-adapter", ScaleAdapterModel.load("toy-large-scale-adapter"))):
-        rows.append((f"`{name}`", _adherence(_generate(pipe, model, clips, conds, steps), clips)))
+    for name in ("toy-large-controlnext", "toy-large-scale-adapter"):
+        model = load_adapter(name)
+        rows.append((f"`{name}`", adherence(generate(pipe, model, clips, conds, steps), clips)))
     lines = ["# Shipped control adapters on the shipped toy-large", "",
              f"`cinetune bench shipped-adapters{' --quick' if quick else ''}`: {n} held-out clips (toy-world seed 7, "
              f"the control bench's), canny + depth + pose given, {steps} sampling steps, guidance 5. Adherence "

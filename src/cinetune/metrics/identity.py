@@ -84,7 +84,7 @@ class ToyFaces:
 
     def reference_embeddings(self, identities: list[int]) -> np.ndarray:
         """Toy references: the rendered reference portrait of each roster identity."""
-        from ..training.feature_tasks import reference_face
+        from ..toynets import reference_face
 
         with torch.no_grad():
             return self.encoder(torch.stack([reference_face(i, self.encoder.config.crop) for i in identities])).numpy()

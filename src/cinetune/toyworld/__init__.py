@@ -1,4 +1,4 @@
-"""Toy world: a procedural video domain with exact annotations for every condition (DESIGN.md, "Two worlds")."""
+"""Toy world: a procedural video domain with exact annotations for every condition (docs/design.md, "Two worlds")."""
 
 from .captions import caption
 from .dataset import ToyWorldDataset, clip_seed, render_clip, video_to_tensor

@@ -35,19 +35,31 @@ def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(root: Path, step: int, model_state: dict, optimizer: torch.optim.Optimizer, lr_scheduler,
-                    ema_state: list[torch.Tensor] | None, extra: dict, keep: int) -> Path:
-    """Write <root>/step-<7-digit step> atomically, then prune to the newest `keep`."""
+def _optimizer_files(name: str) -> tuple[str, str]:
+    """A task's single optimizer ("model") keeps the plain file names; named ones get their name in them."""
+    stem = "optimizer" if name == "model" else f"optimizer-{name}"
+    return f"{stem}.safetensors", f"{stem}.json"
+
+
+def save_checkpoint(root: Path, step: int, model_state: dict, optimizers: dict, ema_state: list[torch.Tensor] | None,
+                    task_state: dict[str, torch.Tensor], extra: dict, keep: int) -> Path:
+    """Write <root>/step-<7-digit step> atomically, then prune to the newest `keep`. optimizers: {name: (optimizer,
+    lr scheduler)}; task_state: tensors the task needs to resume (e.g. running means)."""
     path = root / f"step-{step:07d}"
     with atomic_dir(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, tmp / "model.safetensors")
         if ema_state is not None:
             save_file({str(i): t.contiguous().cpu() for i, t in enumerate(ema_state)}, tmp / "ema.safetensors")
-        tensors, meta = _optimizer_to_flat(optimizer.state_dict())
-        save_file(tensors, tmp / "optimizer.safetensors")
-        (tmp / "optimizer.json").write_text(json.dumps(meta))
-        (tmp / "state.json").write_text(json.dumps({"step": step, "lr_scheduler": lr_scheduler.state_dict(), **extra},
-                                                   default=str))
+        if task_state:
+            save_file({k: v.detach().contiguous().cpu() for k, v in task_state.items()}, tmp / "task.safetensors")
+        for name, (opt, _) in optimizers.items():
+            tensors, meta = _optimizer_to_flat(opt.state_dict())
+            weights, meta_file = _optimizer_files(name)
+            save_file(tensors, tmp / weights)
+            (tmp / meta_file).write_text(json.dumps(meta))
+        (tmp / "state.json").write_text(json.dumps(
+            {"step": step, "lr_schedulers": {n: s.state_dict() for n, (_, s) in optimizers.items()}, **extra},
+            default=str))
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -60,21 +72,25 @@ def list_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler,
-                    ema_state: list[torch.Tensor] | None) -> dict:
-    """Restore everything saved by save_checkpoint; returns state.json's content."""
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict, ema_state: list[torch.Tensor] | None,
+                    task) -> dict:
+    """Restore everything saved by save_checkpoint (optimizers: {name: (optimizer, lr scheduler)}; `task` gets its
+    state back through load_state_dict); returns state.json's content."""
     try:
         state = json.loads((path / "state.json").read_text())
         missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
         if unexpected:
             raise CinetuneError(f"checkpoint {path} does not match the model (unexpected {unexpected[:3]})")
-        optimizer.load_state_dict(_optimizer_from_flat(load_file(path / "optimizer.safetensors"),
-                                                       json.loads((path / "optimizer.json").read_text())))
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        schedulers = state.get("lr_schedulers") or {"model": state["lr_scheduler"]}  # (one-optimizer checkpoints)
+        for name, (opt, sched) in optimizers.items():
+            weights, meta_file = _optimizer_files(name)
+            opt.load_state_dict(_optimizer_from_flat(load_file(path / weights), json.loads((path / meta_file).read_text())))
+            sched.load_state_dict(schedulers[name])
         if ema_state is not None:
             saved = load_file(path / "ema.safetensors")
             for i, t in enumerate(ema_state):
                 t.copy_(saved[str(i)])
+        task.load_state_dict(load_file(path / "task.safetensors") if (path / "task.safetensors").is_file() else {})
     except CinetuneError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as e:

@@ -2,53 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from ..config import merge
 from ..errors import CinetuneError
-
-
-TASKS = ("dit", "vae", "video-encoder", "identity-encoder", "annotator", "control", "scale-adapter")
-
-
-@dataclass
-class ControlConfig:
-    """Control adapters (task "control"): `cinetune train control --method M --conditions a,b`."""
-
-    method: str = "controlnext"  # controlnext | dit-controlnet | concat
-    conditions: str = "canny,depth,pose"  # comma list; one adapter takes them together
-    finetune: str = "auto"  # regex of base weights trained too; auto = the method's default, "" = none
-    base_lr_scale: float = 0.1  # base weights train at lr * this (ControlNeXt code: 1e-5 vs 1e-4)
-    lora_rank: int = 0  # >0: LoRA on the attention projections instead of fine-tuning base weights (concat)
-    dropout: float = 0.1  # per-condition dropout (each kind zeroed independently; concat)
-    # ControlNeXt cross-normalisation: paper | code | zero | none. Default zero: in `cinetune bench control` (300 steps
-    # on toy-large) it had the lowest loss and depth error of the four; the paper's Eq. 10 form learned no more than
-    # plain addition and the code's form had the highest loss (benchmarks/results/control.md)
-    norm: str = "zero"
-    stats: str = "sample"  # ControlNeXt code-form statistics: sample | frame
-    inject_block: int = 0  # ControlNeXt: hidden states after this block receive the control
-    num_blocks: int = 2  # DiT-ControlNet copied blocks
-    stride: int = 2  # DiT-ControlNet: block k*stride receives copy k
-    clip_cache: int = 2000  # clips pre-encoded once (latents, text, conditions)
-
-
-@dataclass
-class ScaleConfig:
-    """Scale-Adapter (task "scale-adapter"): `cinetune train scale-adapter --large L --small S --conditions a,b`."""
-
-    small: str = "toy-small-control"  # the small conditional model: a concat control adapter (dir or shipped name)
-    small_backbone: str = "toy-small"
-    conditions: str = "canny,depth,pose"
-    count: int = 3  # adapters (large blocks paired)
-    strategy: str = "ends"  # ends | even | first | last (adapters.scale.pairing)
-    large_blocks: str = ""  # explicit comma list (overrides count/strategy)
-    small_blocks: str = ""  # explicit comma list (default: the same relative depth)
-    mce: bool = True  # Mixture of Condition Experts (False: the paper's "w/o MCE" ablation)
-    num_experts: int = 3
-    top_k: int = 2
-    expert_rank: int = 16
-    keep_prob: float = 0.5  # each condition kind is present in a training sample with this probability (>= 1 kept)
-    clip_cache: int = 1000
 
 
 @dataclass
@@ -94,9 +51,9 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
+class BaseTrainConfig:
     preset: str = ""  # the preset this run started from (recorded for model cards)
-    task: str = "dit"  # one of TASKS
+    task: str = "dit"  # a base task (training.tasks.BASE_TASKS) or a registered method's name
     backbone: str = "toy-small"
     init: str = ""  # start from these weights: a saved directory or a shipped model's name ("" = random init)
     output_dir: str = "runs/toy-small"
@@ -121,46 +78,21 @@ class TrainConfig:
     validation_steps: int = 20  # sampler steps for validation videos
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    control: ControlConfig = field(default_factory=ControlConfig)
-    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def validate(self) -> "TrainConfig":
-        if self.task not in TASKS:
-            raise CinetuneError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        from ..methods.registry import methods
+        from .tasks import BASE_TASKS
+
+        if self.task not in BASE_TASKS and self.task not in methods():
+            raise CinetuneError(f"task must be one of {', '.join([*BASE_TASKS, *methods()])}, got {self.task!r}")
         if self.steps <= 0 or self.batch_size <= 0 or self.grad_accum <= 0:
             raise CinetuneError("steps, batch_size and grad_accum must be positive")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise CinetuneError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise CinetuneError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.task == "control":
-            c = self.control
-            if c.method not in ("controlnext", "dit-controlnet", "concat"):
-                raise CinetuneError(f"control.method must be controlnext, dit-controlnet or concat, got {c.method!r}")
-            from ..conditions import KINDS
-
-            kinds = [k for k in c.conditions.split(",") if k]
-            bad = [k for k in kinds if k not in KINDS]
-            if bad or not kinds:
-                raise CinetuneError(f"control.conditions: unknown or empty {bad or c.conditions!r}; known: "
-                                    f"{', '.join(KINDS)}")
-            if c.norm not in ("paper", "code", "zero", "none") or c.stats not in ("sample", "frame"):
-                raise CinetuneError(f"control.norm/stats: got {c.norm!r}/{c.stats!r}")
-            if not 0.0 <= c.dropout < 1.0:
-                raise CinetuneError(f"control.dropout must be in [0, 1), got {c.dropout}")
-        if self.task == "scale-adapter":
-            from ..adapters.scale.pairing import STRATEGIES
-            from ..conditions import KINDS
-
-            c = self.scale
-            kinds = [k for k in c.conditions.split(",") if k]
-            if not kinds or [k for k in kinds if k not in KINDS]:
-                raise CinetuneError(f"scale.conditions: unknown or empty {c.conditions!r}; known: {', '.join(KINDS)}")
-            if c.strategy not in STRATEGIES:
-                raise CinetuneError(f"scale.strategy must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
-            if not 0.0 < c.keep_prob <= 1.0 or not 1 <= c.top_k <= c.num_experts:
-                raise CinetuneError(f"scale: need 0 < keep_prob <= 1 and 1 <= top_k <= num_experts, got "
-                                    f"{c.keep_prob}, {c.top_k}, {c.num_experts}")
+        if self.task in methods():
+            getattr(self, methods()[self.task].section).validate()
         if self.decoder_base_dim < 0 or (self.decoder_base_dim and not (self.task == "vae" and self.decoder_only
                                                                        and self.init)):
             raise CinetuneError(f"decoder_base_dim must be 0, or > 0 for a vae task with decoder_only=true and an "
@@ -172,6 +104,17 @@ class TrainConfig:
         if (self.data.frames - 1) % 4:
             raise CinetuneError(f"data.frames must be 4k+1 (the VAE's causal time compression), got {self.data.frames}")
         return self
+
+
+def _with_method_sections() -> type:
+    """TrainConfig = BaseTrainConfig + one field per registered method's config section (methods.registry)."""
+    from ..methods.registry import config_sections
+
+    sections = [(name, cls, field(default_factory=cls)) for name, cls in config_sections().items()]
+    return make_dataclass("TrainConfig", sections, bases=(BaseTrainConfig,), namespace={"__module__": __name__})
+
+
+TrainConfig = _with_method_sections()
 
 
 PRESETS: dict[str, dict] = {
@@ -256,23 +199,6 @@ PRESETS: dict[str, dict] = {
     "toy-annotator": dict(task="annotator", output_dir="runs/toy-annotator", steps=1500, batch_size=24,
                           data=dict(clip_cache=1200), num_validation=40, optim=dict(lr=1e-3, warmup_steps=50),
                           checkpoint_every=250, validate_every=500),
-    # Control adapters on the frozen shipped toy-large (issue: control adapters). Equal budgets per method.
-    "toy-control": dict(task="control", backbone="toy-large", init="toy-large",
-                        output_dir="runs/toy-control", steps=400, batch_size=8,
-                        data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
-                        optim=dict(lr=1e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
-    # The small conditional model of Scale-Adapter: toy-small with channel-concat control, all weights fine-tuned at
-    # the full LR; per-kind dropout 0.5 so single conditions and pairs are as common as the full triple.
-    "toy-small-control": dict(task="control", backbone="toy-small", init="toy-small",
-                              output_dir="runs/toy-small-control", steps=2000, batch_size=8,
-                              data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
-                              control=dict(method="concat", dropout=0.5, base_lr_scale=1.0, clip_cache=1000),
-                              optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
-    # Scale-Adapter: frozen shipped toy-large steered by the frozen small conditional model; only adapters train.
-    "toy-scale-adapter": dict(task="scale-adapter", backbone="toy-large", init="toy-large",
-                              output_dir="runs/toy-scale-adapter", steps=1000, batch_size=8,
-                              data=dict(cache_path="runs/control-cache-17x64x64.safetensors"),
-                              optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),
@@ -300,6 +226,15 @@ PRESETS["toy-large-7"] = {**PRESETS["toy-large-6"], "init": "runs/toy-large-6/fi
 PRESETS["toy-small-3"] = {**PRESETS["toy-small-2"], "init": "runs/toy-small-2/final/transformer",
                           "output_dir": "runs/toy-small-3", "steps": 1000,
                           "data": {**PRESETS["toy-small-2"]["data"], "foreground_weight": 0.0}}
+
+
+def _add_method_presets() -> None:
+    from ..methods.registry import presets
+
+    PRESETS.update(presets())
+
+
+_add_method_presets()
 
 
 def init_dir(init: str, component: str | None = None) -> str:

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..toynets import (GROUPS, MULTI_LABEL, ToyAnnotator, ToyIdentityEncoder, ToyVideoEncoder, crop_faces,
+from ..toynets import (GROUPS, MULTI_LABEL, ToyAnnotator, ToyIdentityEncoder, ToyVideoEncoder, crop_faces, reference_face,
                        heatmap_peaks, keypoint_heatmaps, pck, scene_labels)
 from ..io import video_grid, write_video
 from ..toyworld import RenderConfig, clip_seed, render, sample_scene
 from ..toyworld.roster import CLASSES, IDENTITIES
 from .config import TrainConfig, init_dir
-from .tasks import Task
+from .task import Task
 
 
 def render_set(n: int, seed: int, cfg: RenderConfig, max_objects: int, max_actors: int, desc: str,
@@ -112,17 +112,6 @@ def attribute_accuracy(model: ToyVideoEncoder, data: dict, device: torch.device 
         tp = float((pred * true).sum())
         out[f"f1_{g}"] = 2 * tp / max(float(pred.sum() + true.sum()), 1.0)
     return out
-
-
-def reference_face(identity: int, crop: int = 16, size: int = 64) -> torch.Tensor:
-    """The toy stand-in for a user's reference photo: identity `identity` alone, front and centre, waving on a
-    plain background, first frame -> (3,crop,crop) in [-1,1]."""
-    from ..toyworld.scene import ActorSpec, Background, SceneSpec
-
-    spec = SceneSpec(seed=0, background=Background("flat", "grey", "grey", 0.0),
-                     actors=[ActorSpec(identity=identity, action="wave", x=0.5, y=0.65, depth=0.5, facing=1, scale=0.6)])
-    clip = render(spec, RenderConfig(frames=1, height=size, width=size))
-    return crop_faces(_to_float(torch.from_numpy(clip.video)), torch.from_numpy(clip.face_boxes[:, 0]), crop)[0]
 
 
 class IdentityEncoderTask(Task):
@@ -280,4 +269,3 @@ def annotator_panel(model: ToyAnnotator, frames: torch.Tensor, per_clip: int = 1
     return video_grid(clips, cols=1)
 
 
-FEATURE_TASKS = {"video-encoder": VideoEncoderTask, "identity-encoder": IdentityEncoderTask, "annotator": AnnotatorTask}

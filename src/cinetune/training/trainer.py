@@ -7,17 +7,20 @@ import json
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..config import to_yaml
+from ..core.figures import figure
 from ..errors import CinetuneError
 from ..io import atomic_dir, atomic_path, write_text
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .ema import EMA
+from .task import Update
 from .tasks import make_task
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "sec_per_step", "extra"]
@@ -35,30 +38,21 @@ def _accelerator(cfg: TrainConfig):
 
 
 def plot_loss(csv_path: Path, png_path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = list(csv.DictReader(csv_path.open()))
     if not rows:
         return
     steps = [int(r["step"]) for r in rows]
     loss = [float(r["loss"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(steps, loss, lw=0.8, alpha=0.5, label="loss")
     k = max(1, len(loss) // 20)
     smooth = [sum(loss[max(0, i - k):i + 1]) / len(loss[max(0, i - k):i + 1]) for i in range(len(loss))]
-    ax.plot(steps, smooth, lw=1.6, label=f"moving mean ({k})")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    with figure(png_path, dpi=100) as (fig, ax):
+        ax.plot(steps, loss, lw=0.8, alpha=0.5, label="loss")
+        ax.plot(steps, smooth, lw=1.6, label=f"moving mean ({k})")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(title)
+        ax.legend()
 
 
 class _Log:
@@ -102,116 +96,177 @@ class _Log:
                 self.tb.close()
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None, progress: bool = True) -> Path:
-    """Run (or resume) training. `stop_after` ends the process after that many total steps, as a kill would
-    after a checkpoint (used by the resume tests). Returns the output directory."""
+@dataclass
+class _Optim:
+    """One update's optimizer and LR schedule (its schedule counts only the steps the update runs on)."""
+
+    update: Update
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    params: list
+
+
+def _optimizers(task, cfg: TrainConfig) -> dict[str, _Optim]:
     from diffusers.optimization import get_scheduler
 
-    cfg.validate()
-    out = Path(cfg.output_dir)
-    ckpt_root = out / "checkpoints"
+    o, out = cfg.optim, {}
+    for u in task.updates():
+        if not u.parameters():
+            continue
+        groups = [{"params": g["params"], "lr": o.lr * u.lr_scale * g.get("lr_scale", 1.0)} for g in u.groups]
+        opt = torch.optim.AdamW(groups, lr=o.lr * u.lr_scale, betas=(o.beta1, o.beta2), eps=o.eps,
+                                weight_decay=o.weight_decay)
+        sched = get_scheduler(o.schedule, opt, num_warmup_steps=o.warmup_steps,
+                              num_training_steps=u.steps_within(cfg.steps))
+        out[u.name] = _Optim(u, opt, sched, u.parameters())
+    if not out:
+        raise CinetuneError("nothing to train: the task has no trainable parameters")
+    return out
+
+
+def _setup(cfg: TrainConfig, resume: bool, accelerator, make_task_fn):
+    """(task, optimizers, ema, start step), resumed from the newest checkpoint when asked."""
+    out, ckpt_root = Path(cfg.output_dir), Path(cfg.output_dir) / "checkpoints"
     if not resume and (found := list_checkpoints(ckpt_root)):
         # A fresh run here would mix its checkpoints with the old run's (and prune its own as the older ones).
         raise CinetuneError(f"{out} already holds a run (checkpoint at step {int(found[-1].name.split('-')[-1])}"
                             f"): pass --resume to continue it, or set another output_dir=...")
-    accelerator = _accelerator(cfg)
-    main = accelerator.is_main_process
     torch.manual_seed(cfg.seed)  # model initialisation is identical on every process and every run
-    task = make_task(cfg, accelerator.device)
+    task = make_task_fn(cfg, accelerator.device)
     if cfg.gradient_checkpointing:
         task.enable_gradient_checkpointing()
     task.model.train()
-    params = task.parameters()
-    if not params:
-        raise CinetuneError("nothing to train: the task has no trainable parameters")
-    o = cfg.optim
-    groups = [{"params": g["params"], "lr": o.lr * g.get("lr_scale", 1.0)} for g in task.param_groups()] \
-        if hasattr(task, "param_groups") else params
-    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
-    lr_scheduler = get_scheduler(o.schedule, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=cfg.steps)
-    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay else None
+    optims = _optimizers(task, cfg)
+    ema_params = [p for o in optims.values() if o.update.ema for p in o.params]
+    ema = EMA(ema_params, cfg.ema_decay) if cfg.ema_decay and ema_params else None
     start = 0
     if resume:
         found = list_checkpoints(ckpt_root)
         if not found:
             raise CinetuneError(f"--resume: no checkpoint under {ckpt_root}")
-        state = load_checkpoint(found[-1], task.model, optimizer, lr_scheduler, ema.shadow if ema else None)
+        state = load_checkpoint(found[-1], task.model, {n: (o.optimizer, o.scheduler) for n, o in optims.items()},
+                                ema.shadow if ema else None, task)
         start = int(state["step"])
-        if main:
+        if accelerator.is_main_process:
             print(f"resumed from {found[-1]} at step {start}")
+    return task, optims, ema, start
+
+
+def _run_update(o: _Optim, task, model, accelerator, cfg: TrainConfig, batches: list, step: int
+                ) -> tuple[float, float, dict]:
+    """One optimizer step of one update over cfg.grad_accum micro-batches: (mean loss, grad norm, extra)."""
+    total, extra = 0.0, {}
+    for micro, batch in enumerate(batches):
+        sync = micro == cfg.grad_accum - 1
+        ctx = accelerator.no_sync(model) if not sync else nullcontext()
+        with ctx, accelerator.autocast():
+            loss, extra = task.update_loss(o.update.name, model, batch)
+            accelerator.backward(loss / cfg.grad_accum)
+        total += loss.detach().float() / cfg.grad_accum
+    total = accelerator.reduce(total, reduction="mean").item()
+    if not math.isfinite(total):
+        what = "loss" if o.update.name == "model" else f"{o.update.name} loss"
+        raise CinetuneError(f"{what} became {total} at step {step + 1}; the last good checkpoint is kept in "
+                            f"{Path(cfg.output_dir) / 'checkpoints'} (lower optim.lr or use mixed_precision=no)")
+    g = cfg.optim.grad_clip
+    grad_norm = accelerator.clip_grad_norm_(o.params, g) if g > 0 else torch.tensor(0.0)
+    o.optimizer.step()
+    o.scheduler.step()
+    return total, float(grad_norm), extra
+
+
+def _train_step(step: int, task, model, optims: dict[str, _Optim], ema, accelerator, cfg: TrainConfig) -> tuple:
+    """Every update due at `step` (each on the same micro-batches); -> (logged loss, lr, grad norm, extra)."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    due = [o for o in optims.values() if o.update.due(step)]
+    batches = [task.batch(step, micro, rank, world) for micro in range(cfg.grad_accum)] if len(due) > 1 else None
+    logged, extra = None, {}
+    for o in due:
+        task.model.zero_grad(set_to_none=True)  # another update's backward may have reached these parameters
+        micro = batches or (task.batch(step, m, rank, world) for m in range(cfg.grad_accum))
+        loss, norm, ex = _run_update(o, task, model, accelerator, cfg, list(micro) if batches is None else micro, step)
+        extra.update(ex if len(optims) == 1 else {f"{o.update.name}_{k}": v for k, v in ex.items()})
+        if len(optims) > 1:
+            extra[f"loss_{o.update.name}"] = loss
+        logged = logged or (loss, o.scheduler.get_last_lr()[0], norm)
+        if ema is not None and o.update.ema:
+            ema.update()
+    task.model.zero_grad(set_to_none=True)
+    return (*logged, extra) if logged else (float("nan"), 0.0, 0.0, extra)
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None, progress: bool = True,
+          make_task_fn=make_task) -> Path:
+    """Run (or resume) training. `stop_after` ends the process after that many total steps, as a kill would
+    after a checkpoint (used by the resume tests). Returns the output directory."""
+    cfg.validate()
+    out = Path(cfg.output_dir)
+    accelerator = _accelerator(cfg)
+    main = accelerator.is_main_process
+    task, optims, ema, start = _setup(cfg, resume, accelerator, make_task_fn)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", to_yaml(cfg))
-    model, optimizer = accelerator.prepare(task.model, optimizer)
+    model, *opts = accelerator.prepare(task.model, *(o.optimizer for o in optims.values()))
+    for o, wrapped in zip(optims.values(), opts):
+        o.optimizer = wrapped
     log = _Log(out, start, main)
-    rank, world = accelerator.process_index, accelerator.num_processes
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.task}", disable=not (main and progress),
                dynamic_ncols=True)
-    t_start = time.perf_counter()
-    step = start
+    t_start, loss = time.perf_counter(), float("nan")
     try:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
-            total, extra = 0.0, {}
-            for micro in range(cfg.grad_accum):
-                batch = task.batch(step, micro, rank, world)
-                sync = micro == cfg.grad_accum - 1
-                ctx = accelerator.no_sync(model) if not sync else nullcontext()
-                with ctx, accelerator.autocast():
-                    loss, extra = task.loss(model, batch)
-                    accelerator.backward(loss / cfg.grad_accum)
-                total += loss.detach().float() / cfg.grad_accum
-            total = accelerator.reduce(total, reduction="mean").item()
-            if not math.isfinite(total):
-                raise CinetuneError(f"loss became {total} at step {step + 1}; the last good checkpoint is kept in "
-                                    f"{ckpt_root} (lower optim.lr or use mixed_precision=no)")
-            grad_norm = accelerator.clip_grad_norm_(params, o.grad_clip) if o.grad_clip > 0 else torch.tensor(0.0)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update()
-            done = step + 1
-            dt = time.perf_counter() - t0
+            loss, lr, grad_norm, extra = _train_step(step, task, model, optims, ema, accelerator, cfg)
+            done, dt = step + 1, time.perf_counter() - t0
             if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
-                log.write(done, total, lr_scheduler.get_last_lr()[0], float(grad_norm), dt, extra)
-            bar.set_postfix(loss=f"{total:.4f}")
+                log.write(done, loss, lr, grad_norm, dt, extra)
+            bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
             if cfg.validate_every and done % cfg.validate_every == 0 and done != cfg.steps and main:
-                log_extra = _with_ema(task, ema, lambda: task.validate(out, done))
-                if log_extra:
-                    log.write(done, total, lr_scheduler.get_last_lr()[0], float(grad_norm), dt, log_extra)
+                if log_extra := _with_ema(task, ema, lambda: task.validate(out, done)):
+                    log.write(done, loss, lr, grad_norm, dt, log_extra)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                accelerator.wait_for_everyone()
-                if main:
-                    save_checkpoint(ckpt_root, done, accelerator.unwrap_model(model).state_dict(), optimizer,
-                                    lr_scheduler, ema.shadow if ema else None, {"config": to_yaml(cfg)},
-                                    cfg.keep_checkpoints)
-                    plot_loss(log.path, out / "loss.png", cfg.preset or f"{cfg.backbone} {cfg.task}")
+                _checkpoint(done, task, model, optims, ema, accelerator, cfg, log)
             if stop_after is not None and done >= stop_after:
                 return out
         bar.close()
         accelerator.wait_for_everyone()
         if main:
-            wall = time.perf_counter() - t_start
-            final = _with_ema(task, ema, lambda: task.validate(out, cfg.steps)) or {}
-            with atomic_dir(out / "final") as tmp:
-                _with_ema(task, ema, lambda: task.export(tmp))
-            summary = {"steps": cfg.steps, "wall_seconds_this_run": round(wall, 1), "processes": world,
-                       "final_loss": total, **final}
-            write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-            plot_loss(log.path, out / "loss.png", cfg.preset or f"{cfg.backbone} {cfg.task}")
+            _finish(task, ema, cfg, loss, time.perf_counter() - t_start, accelerator.num_processes, log)
     finally:
         log.close()
         bar.close()
     return out
 
 
+def _checkpoint(done: int, task, model, optims: dict[str, _Optim], ema, accelerator, cfg: TrainConfig, log) -> None:
+    out = Path(cfg.output_dir)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(out / "checkpoints", done, accelerator.unwrap_model(model).state_dict(),
+                        {n: (o.optimizer, o.scheduler) for n, o in optims.items()}, ema.shadow if ema else None,
+                        task.state_dict(), {"config": to_yaml(cfg)}, cfg.keep_checkpoints)
+        plot_loss(log.path, out / "loss.png", cfg.preset or f"{cfg.backbone} {cfg.task}")
+
+
+def _finish(task, ema, cfg: TrainConfig, loss: float, wall: float, world: int, log) -> None:
+    """Final validation, the exported weights (final/, with EMA when on), summary.json and the loss plot."""
+    out = Path(cfg.output_dir)
+    final = _with_ema(task, ema, lambda: task.validate(out, cfg.steps)) or {}
+    with atomic_dir(out / "final") as tmp:
+        _with_ema(task, ema, lambda: task.export(tmp))
+    summary = {"steps": cfg.steps, "wall_seconds_this_run": round(wall, 1), "processes": world,
+               "final_loss": loss, **final}
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    plot_loss(log.path, out / "loss.png", cfg.preset or f"{cfg.backbone} {cfg.task}")
+
+
 def _with_ema(task, ema: EMA | None, fn):
     """Run fn with EMA weights swapped in (if EMA is on), restoring the live weights afterwards."""
     if ema is None:
         return fn()
-    params = task.parameters()
+    params = ema.params
     live = [p.detach().clone() for p in params]
     ema.copy_to(params)
     try:

@@ -1,0 +1,152 @@
+"""The bench harness: train a run or reuse the finished one, held-out clips with their conditions, controlled
+generation, condition adherence, per-step latency and step-time reading, shared by every bench."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CinetuneError
+from . import median_time
+
+KINDS = ["canny", "depth", "pose"]
+
+# settings that change nothing about the trained weights
+BOOKKEEPING = ("output_dir", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every", "num_validation",
+               "validation_steps")
+
+
+def _settings(cfg: dict) -> dict:
+    """The settings of a saved run config that decide its weights: bookkeeping and other methods' sections left out,
+    the init resolved to a path, and the method's own section as its config class says (`reuse_settings`)."""
+    from ..methods.registry import methods
+    from ..training.config import init_dir
+
+    cfg = {k: v for k, v in cfg.items() if k not in BOOKKEEPING}
+    try:  # the same weights named by path or by shipped name
+        cfg["init"] = str(Path(init_dir(cfg.get("init", ""), "transformer")).resolve()) if cfg.get("init") else ""
+    except CinetuneError:
+        pass
+    for name, m in methods().items():
+        if name != cfg.get("task"):
+            cfg.pop(m.section, None)
+        elif hasattr(m.config, "reuse_settings"):
+            cfg[m.section] = m.config.reuse_settings(cfg[m.section])
+    return cfg
+
+
+def input_digest(cfg) -> str:
+    """sha256 over every weight file a run starts from or runs through: its init, the frozen toy backbone's shipped
+    transformer (when no init), the toy VAE (cached latents depend on it) and the method's own inputs (its config
+    section's `input_dirs()`, e.g. Scale-Adapter's small model). Two runs with equal configs but other weights (a
+    retrained toy-large) differ here."""
+    import hashlib
+
+    from ..backbones.presets import ASSETS, get_preset
+    from ..methods.registry import methods
+    from ..training.config import init_dir
+
+    dirs = [Path(init_dir(cfg.init, "transformer"))] if cfg.init else []
+    preset = get_preset(cfg.backbone) if not Path(cfg.backbone).exists() else None
+    if preset is not None and preset.is_toy:
+        dirs += [ASSETS / "toy-vae"] + ([] if cfg.init else [ASSETS / preset.asset / "transformer"])
+    if cfg.task in methods():
+        section = getattr(cfg, methods()[cfg.task].section)
+        dirs += section.input_dirs() if hasattr(section, "input_dirs") else []
+    h = hashlib.sha256()
+    for f in sorted({f.resolve() for d in dirs for f in Path(d).rglob("*.safetensors")}):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def train_or_reuse(cfg) -> Path:
+    """Train `cfg`, or reuse the finished run already in its output_dir when that run's saved config has the same
+    settings (bookkeeping aside) and it started from the same weights (`input_digest`, saved as inputs.json); a run
+    stopped part-way resumes from its last checkpoint. A run that differs is removed first (bench runs belong to their
+    bench). Benches share runs this way (the Scale-Adapter bench's baselines are the control bench's runs), and a
+    re-run costs no training."""
+    import shutil
+
+    import yaml
+
+    from ..config import to_yaml
+    from ..io import write_json
+    from ..training import train
+    from ..training.checkpoint import list_checkpoints
+
+    out = Path(cfg.output_dir)
+    saved, inputs = out / "config.yaml", out / "inputs.json"
+    digest = input_digest(cfg)
+    same = saved.is_file() and _settings(yaml.safe_load(saved.read_text())) == _settings(yaml.safe_load(to_yaml(cfg))) \
+        and inputs.is_file() and json.loads(inputs.read_text()).get("sha256") == digest
+    if same and (out / "final").is_dir():
+        print(f"reusing the finished run {out}")
+        return out
+    if not same and out.is_dir():
+        shutil.rmtree(out)
+    resume = same and bool(list_checkpoints(out / "checkpoints"))
+    write_json(inputs, {"sha256": digest})
+    return train(cfg, resume=resume, progress=False)
+
+
+def eval_set(n: int):
+    from ..toyworld import RenderConfig, clip_seed, render_clip
+    from ..methods.control.task import training_condition
+
+    clips = [render_clip(clip_seed(7, i), RenderConfig()) for i in range(n)]
+    return clips, [{k: training_condition(c, k) for k in KINDS} for c, _ in clips]
+
+
+def generate(pipe, model, clips, conds, steps: int) -> list[np.ndarray]:
+    from ..pipelines import ControlledPipeline
+
+    ctl = ControlledPipeline(pipe, model)
+    return [ctl(t, controls=conds[i], steps=steps, guidance=5.0, seed=i, progress=False).videos[0]
+            for i, (_, t) in enumerate(clips)]
+
+
+def adherence(videos, clips) -> dict:
+    from ..conditions import exact_structured, get_extractor
+    from ..metrics import depth_error, edge_f1, pose_pck
+
+    canny, depth, pose = get_extractor("canny"), get_extractor("depth"), get_extractor("pose")
+    out = {"canny_f1": [], "depth_error": [], "pose_pck": []}
+    for v, (c, _) in zip(videos, clips):
+        out["canny_f1"].append(edge_f1(canny.analyse(v), canny.analyse(c.video)))
+        out["depth_error"].append(depth_error(depth.analyse(v), exact_structured(vars(c), "depth")))
+        if c.keypoints.shape[1]:
+            out["pose_pck"].append(pose_pck(list(pose.analyse(v)), list(c.keypoints), 0.05 * 64))
+    return {k: float(np.nanmean(v)) if v else float("nan") for k, v in out.items()}
+
+
+def step_latency(pipe, model, cond, repeats: int) -> tuple[float, float]:
+    """Median seconds per denoiser call (CFG batch 2) for the bare base and with the adapter."""
+    view, bb = pipe.backbone.view, pipe.backbone
+    lat = torch.randn(2, *bb.codec.latent_shape(17, 64, 64))
+    emb = bb.text_encoder(["a red circle", ""])
+    t = torch.tensor([500.0, 500.0])
+
+    with torch.no_grad():
+        base = median_time(lambda: view(lat, t, emb), repeats)
+        att = model.attach(bb)
+        att.prepare(cond)
+
+        def step():
+            att.before_step(lat, t, emb, 1.0)
+            view(lat, t, emb)
+        adapted = median_time(step, repeats)
+        att.remove()
+    return base, adapted
+
+
+def sec_per_step(run: Path) -> float:
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    secs = [float(r["sec_per_step"]) for r in rows[1:]] or [float(rows[0]["sec_per_step"])]
+    return statistics.median(secs)
+
+

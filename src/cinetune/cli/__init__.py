@@ -1,0 +1,439 @@
+"""`cinetune` command line. Bad input -> one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import CinetuneError
+
+DEMO_CONTROL_SEED = 11  # held-out toy-world clips (training uses dataset seed 0)
+DEMO_ADAPTERS = {"controlnext": "toy-large-controlnext", "scale-adapter": "toy-large-scale-adapter"}  # shipped
+DEMO_PROMPTS = [
+    "A red circle moves to the right on a plain navy backdrop.",
+    "A large yellow star spins on a black background.",
+    "On a beige background, a blue square bounces.",
+    "A person with short blond hair and a hat in an orange shirt waves on a grey background.",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's default prints the usage too)
+        raise CinetuneError(f"{self.prog}: {message}")
+
+
+def _add_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, default=None, help="frames (4k+1); default: the model's")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+
+
+def _positive(name: str, v: int | None) -> None:
+    if v is not None and v <= 0:
+        raise CinetuneError(f"--{name} must be positive, got {v}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def cmd_generate(a: argparse.Namespace) -> None:
+    from ..io import video_grid, write_video
+    from ..pipelines import TextToVideoPipeline
+
+    for name in ("frames", "height", "width", "steps"):
+        _positive(name, getattr(a, name))
+    out = Path(a.out)
+    controls = _controls(a)
+    pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
+    pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,
+                    a.width or pipe.backbone.preset.width)
+    kw = dict(negative_prompt=a.negative_prompt, frames=a.frames, height=a.height, width=a.width, steps=a.steps,
+              guidance=a.guidance, seed=a.seed)
+    if a.adapter:
+        from ..methods.registry import load_adapter
+        from ..pipelines import AdaptedPipeline
+
+        models = [load_adapter(path) for path in a.adapter]
+        if not controls:
+            raise CinetuneError("--adapter needs conditions: --control KIND=VIDEO or --control-from VIDEO (trained on "
+                                + "; ".join(f"{m.method}: {', '.join(m.kinds)}" for m in models) + ")")
+        if a.slot:
+            slotted = [m for m in models if hasattr(m, "slots")]
+            if not slotted:
+                raise CinetuneError("--slot: none of these adapters feeds conditions through trained slots")
+            for m in slotted:
+                m.slots = dict(_pair(s, "--slot") for s in a.slot)
+        res = AdaptedPipeline(pipe, models)(a.prompt, controls=controls, control_scale=a.control_scale,
+                                            control_start=a.control_start, control_end=a.control_end, **kw)
+    else:
+        if controls:
+            raise CinetuneError("--control needs --adapter PATH|NAME")
+        res = pipe(a.prompt, **kw)
+    fps = pipe.backbone.preset.fps
+    if out.suffix.lower() in (".mp4", ".gif", ".png"):
+        paths = [write_video(out, video_grid(list(res.videos)) if len(res.videos) > 1 else res.videos[0], fps)]
+    else:
+        paths = [write_video(out / f"{i:02d}.mp4", v, fps) for i, v in enumerate(res.videos)]
+    for p in paths:
+        print(p)
+
+
+def _pair(spec: str, flag: str) -> tuple[str, str]:
+    k, sep, v = spec.partition("=")
+    if not sep or not k or not v:
+        raise CinetuneError(f"{flag} expects A=B, got {spec!r}")
+    return k, v
+
+
+def _controls(a: argparse.Namespace) -> dict:
+    """--control KIND=VIDEO (repeatable) and --control-from VIDEO --kinds K1,K2 (extracted here) -> {kind: video}."""
+    from ..conditions import KINDS, get_extractor
+    from ..io import read_video
+
+    out = {}
+    for spec in a.control or []:
+        kind, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise CinetuneError(f"--control expects KIND=VIDEO, got {spec!r}")
+        if kind not in KINDS:
+            raise CinetuneError(f"unknown condition {kind!r}; known: {', '.join(KINDS)}")
+        out[kind] = read_video(path)[0]
+    if a.control_from:
+        if not a.kinds:
+            raise CinetuneError("--control-from needs --kinds, e.g. --kinds canny,depth")
+        ref = read_video(a.control_from)[0]
+        for kind in a.kinds.split(","):
+            out[kind] = get_extractor(kind)(ref, progress=True)
+    return out
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from ..io import video_grid, write_json, write_video
+    from ..pipelines import TextToVideoPipeline
+
+    t0 = time.perf_counter()
+    out = Path(a.out)
+    pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
+    res = pipe(DEMO_PROMPTS, steps=a.steps, guidance=a.guidance, seed=a.seed)
+    fps = pipe.backbone.preset.fps
+    paths = [write_video(out / f"t2v-{i:02d}.mp4", v, fps) for i, v in enumerate(res.videos)]
+    grid = write_video(out / "t2v-grid.gif", video_grid(list(res.videos), cols=len(res.videos)), fps)
+    write_json(out / "prompts.json", {p.name: prompt for p, prompt in zip(paths, DEMO_PROMPTS)})
+    for p, prompt in zip(paths, DEMO_PROMPTS):
+        print(f"{p}  <- {prompt}")
+    print(grid)
+    if a.model == "toy-large":
+        print(_demo_control(pipe, out, a, fps))
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+
+
+def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
+    """Controlled generation on held-out toy clips with the shipped adapters: reference | canny | depth | pose |
+    uncontrolled | ControlNeXt [| Scale-Adapter], side by side (same prompt, same seed)."""
+    import numpy as np
+
+    from ..backbones.presets import ASSETS
+    from ..io import video_grid, write_video
+    from ..methods.control.task import training_condition
+    from ..methods.registry import load_adapter
+    from ..pipelines import AdaptedPipeline
+    from ..toyworld import clip_seed, render_clip
+
+    adapters = {name: load_adapter(asset) for name, asset in DEMO_ADAPTERS.items() if (ASSETS / asset).is_dir()}
+    kinds = adapters["controlnext"].kinds
+    clips = [c for c in (render_clip(clip_seed(DEMO_CONTROL_SEED, i)) for i in range(64)) if c[0].keypoints.shape[1]][:2]
+    rows = []
+    for i, (clip, prompt) in enumerate(clips):
+        conds = {k: training_condition(clip, k) for k in kinds}
+        cols = [clip.video, *(conds[k] for k in kinds),
+                pipe(prompt, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]]
+        for name, model in adapters.items():
+            video = AdaptedPipeline(pipe, model)(prompt, controls=conds, steps=a.steps, guidance=a.guidance,
+                                                    seed=a.seed, progress=False).videos[0]
+            cols.append(video)
+            print(write_video(out / f"{name}-{i:02d}.mp4", video, fps), f" <- {prompt} + {', '.join(kinds)} of a "
+                  "held-out clip")
+        rows.append(np.concatenate(cols, 2))
+    print("control-grid.gif columns: reference | " + " | ".join(kinds) + " | uncontrolled | " + " | ".join(adapters))
+    return write_video(out / "control-grid.gif", video_grid(rows, cols=1), fps)
+
+
+def cmd_render_toy(a: argparse.Namespace) -> None:
+    from ..toyworld.export import export_clips
+
+    for name in ("n", "frames", "height", "width"):
+        _positive(name, getattr(a, name))
+    export_clips(Path(a.out), n=a.n, seed=a.seed, frames=a.frames or 17, height=a.height or 64,
+                 width=a.width or 64, max_actors=a.max_actors)
+
+
+def cmd_analyze(a: argparse.Namespace) -> None:
+    from ..methods.scale_adapter.similarity import analyse, report
+    from ..backbones import load_backbone
+
+    if a.what != "block-similarity":
+        raise CinetuneError(f"unknown analysis {a.what!r}; available: block-similarity")
+    _positive("clips", a.clips)
+    large, small = load_backbone(a.large), load_backbone(a.small)
+    print(report(analyse(large, small, clips=a.clips), Path(a.out), a.large, a.small))
+
+
+def cmd_latent_stats(a: argparse.Namespace) -> None:
+    import numpy as np
+    from diffusers import AutoencoderKLWan
+
+    from ..backbones.codec import FRAME_STATS, measure_frame_stats
+    from ..io import write_json
+    from ..training.vae import toy_clips
+
+    _positive("clips", a.clips)
+    _positive("frames", a.frames)
+    vdir = Path(a.vae)
+    if not (vdir / "config.json").is_file():
+        raise CinetuneError(f"--vae {vdir}: not a diffusers VAE directory (no config.json)")
+    stats = measure_frame_stats(AutoencoderKLWan.from_pretrained(vdir, use_safetensors=True).eval(),
+                                toy_clips(a.clips, a.frames, a.seed))
+    write_json(vdir / FRAME_STATS, stats)
+    std = np.asarray(stats["latents_std"]).mean(0)
+    print(f"{vdir / FRAME_STATS}: mean std per latent frame " + " ".join(f"{v:.2f}" for v in std))
+
+
+def cmd_export_asset(a: argparse.Namespace) -> None:
+    from ..assets.cards import export_asset
+
+    print(export_asset(a.run, a.name))
+
+
+BASE_BENCHES = ("foundation", "metrics", "latency", "prompt-following", "shipped-adapters")
+
+
+def benches() -> dict[str, str]:
+    """Bench name -> module with run(out, quick): the cross-method benches and every method's."""
+    from ..methods.registry import benches as method_benches
+
+    return {**{n: f"cinetune.bench.{n.replace('-', '_')}" for n in BASE_BENCHES}, **method_benches()}
+
+
+def cmd_bench(a: argparse.Namespace) -> None:
+    import importlib
+
+    found = benches()
+    if a.name not in found:
+        raise CinetuneError(f"unknown benchmark {a.name!r}; available: {', '.join(found)}")
+    print(importlib.import_module(found[a.name]).run(Path(a.out), quick=a.quick))
+
+
+def cmd_extract(a: argparse.Namespace) -> None:
+    from ..conditions import annotations_for, exact_condition, get_extractor
+    from ..io import read_video, write_video
+
+    video, fps = read_video(a.video)
+    if a.backend == "exact":
+        cond = exact_condition(annotations_for(a.video), a.kind)
+    else:
+        cond = get_extractor(a.kind, backend=a.backend, edges=a.edges)(video, progress=True)
+    print(write_video(a.out, cond, int(round(fps))))
+
+
+def _read_set(folder: str) -> tuple[list, list[str]]:
+    from ..io import read_video
+    from ..metrics.evaluate import list_videos
+
+    files = list_videos(folder)
+    return [read_video(f)[0] for f in files], [f.stem for f in files]
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    import numpy as np
+
+    from ..io import write_json, write_text
+    from ..metrics.evaluate import EvalConfig, evaluate, folder_metadata, markdown_table
+
+    gen, names = _read_set(a.generated)
+    ref = None
+    meta = {}
+    if a.reference:
+        ref, ref_names = _read_set(a.reference)
+        meta = folder_metadata(a.reference)
+    prompts = None
+    if a.prompts:
+        path = Path(a.prompts)
+        if not path.is_file():
+            raise CinetuneError(f"prompts file not found: {path}")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    elif meta and ref is not None and all(n in meta for n in ref_names) and len(ref_names) == len(gen):
+        prompts = [meta[n]["caption"] for n in ref_names]  # render-toy references carry their captions
+    identities = None
+    if meta and ref is not None and all(n in meta for n in ref_names) and len(ref_names) == len(gen):
+        identities = [[i["index"] for i in meta[n].get("identities", [])] for n in ref_names]
+    metrics = tuple(m for m in a.metrics.split(",") if m) if a.metrics else EvalConfig.metrics
+    face_images = None
+    if a.face_references:
+        import imageio.v3 as iio
+
+        folder = Path(a.face_references)
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if folder.is_dir() else []
+        if not files:
+            raise CinetuneError(f"--face-references: no .png/.jpg images in {folder}")
+        try:
+            face_images = [np.asarray(iio.imread(p))[..., :3].astype(np.uint8) for p in files]
+        except Exception as e:
+            raise CinetuneError(f"--face-references: cannot read an image in {folder}: {e}") from None
+    cfg = EvalConfig(metrics=metrics, conditions=tuple(c for c in a.conditions.split(",") if c), features=a.features,
+                     backend=a.backend, faces="dlib" if face_images is not None else "toy")
+    report = evaluate(gen, ref, prompts, identities, cfg, names, face_images)
+    out = Path(a.out)
+    write_json(out, report)
+    md = out.with_suffix(".md")
+    write_text(md, f"# cinetune eval\n\ngenerated: `{a.generated}` ({len(gen)} videos)"
+                   + (f"; reference: `{a.reference}` ({len(ref)})" if ref is not None else "")
+                   + f"; features: {a.features}\n\n" + markdown_table(report))
+    print(markdown_table(report), end="")
+    print(out)
+    print(md)
+
+
+def cmd_presets(a: argparse.Namespace) -> None:
+    from ..backbones import PRESETS
+    from ..training import PRESETS as TRAIN
+
+    print("models:")
+    for p in PRESETS.values():
+        print(f"  {p.name:18s} {p.description}")
+    print("training presets (cinetune train <kind> --preset NAME):")
+    for name, d in TRAIN.items():
+        print(f"  {name:20s} task={d['task']} backbone={d.get('backbone', '-')} steps={d['steps']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import add_train
+
+    ap = _Parser(prog="cinetune", description="Controllable, personalised and fast video DiTs.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_generation(sub)
+    add_train(sub)
+    _add_tools(sub)
+    _add_evaluation(sub)
+    return ap
+
+
+def _add_generation(sub) -> None:
+    d = sub.add_parser("demo", help="generate a few videos with the shipped toy-large model")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--model", default="toy-large")
+    d.add_argument("--steps", type=int, default=25)
+    d.add_argument("--guidance", type=float, default=5.0)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default=None)
+    d.set_defaults(fn=cmd_demo)
+
+    g = sub.add_parser("generate", help="text-to-video")
+    g.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--model", default="toy-large", help="preset name or diffusers-format directory")
+    _add_size(g)
+    g.add_argument("--steps", type=int, default=30)
+    g.add_argument("--guidance", type=float, default=5.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default=None)
+    g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
+    g.add_argument("--adapter", "--scale-adapter", action="append", metavar="PATH|NAME",
+                   help="a saved adapter of any method: its directory, a run's final/ or an exported asset, or a "
+                        "shipped name (toy-large-controlnext, toy-large-scale-adapter); repeat to compose")
+    g.add_argument("--slot", action="append", metavar="KIND=SLOT",
+                   help="feed an unseen condition through this trained slot (adapters with slots: Scale-Adapter)")
+    g.add_argument("--control", action="append", metavar="KIND=VIDEO", help="condition video (repeatable)")
+    g.add_argument("--control-from", default=None, metavar="VIDEO", help="extract the conditions from this video")
+    g.add_argument("--kinds", default="", help="with --control-from: kinds to extract, e.g. canny,depth")
+    g.add_argument("--control-scale", type=float, default=1.0)
+    g.add_argument("--control-start", type=float, default=0.0, help="fraction of the steps where control starts")
+    g.add_argument("--control-end", type=float, default=1.0, help="fraction of the steps where control ends")
+    g.set_defaults(fn=cmd_generate)
+
+
+def _add_tools(sub) -> None:
+    r = sub.add_parser("render-toy", help="render toy-world clips with every annotation")
+    r.add_argument("--n", type=int, required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-actors", type=int, default=2)
+    _add_size(r)
+    r.set_defaults(fn=cmd_render_toy)
+
+    an = sub.add_parser("analyze", help="analyses: block-similarity (which small block matches which large block)")
+    an.add_argument("what", help="block-similarity")
+    an.add_argument("--large", default="toy-large")
+    an.add_argument("--small", default="toy-small")
+    an.add_argument("--clips", type=int, default=6)
+    an.add_argument("--out", default="benchmarks/results")
+    an.set_defaults(fn=cmd_analyze)
+
+    ls = sub.add_parser("latent-stats", help="measure a toy VAE's per-(channel, latent frame) latent statistics "
+                        "on toy clips and write them beside it (cinetune_latents.json)")
+    ls.add_argument("--vae", required=True, help="VAE directory (e.g. src/cinetune/assets/toy-vae/vae)")
+    ls.add_argument("--clips", type=int, default=64)
+    ls.add_argument("--frames", type=int, default=33, help="clip length: the longest the DiTs generate")
+    ls.add_argument("--seed", type=int, default=2, help="toy-world seed (the VAE recipes' held-out seed 0 + 2)")
+    ls.set_defaults(fn=cmd_latent_stats)
+
+    e = sub.add_parser("export-asset", help="ship a finished run as a package asset with its model card")
+    e.add_argument("--run", required=True)
+    e.add_argument("--name", required=True, help="asset name, e.g. toy-large")
+    e.set_defaults(fn=cmd_export_asset)
+
+    p = sub.add_parser("presets", help="list model and training presets")
+    p.set_defaults(fn=cmd_presets)
+
+
+def _add_evaluation(sub) -> None:
+    x = sub.add_parser("extract", help="condition video from a video: canny, hed, depth, pose, ...")
+    x.add_argument("--kind", required=True)
+    x.add_argument("--video", required=True)
+    x.add_argument("--out", required=True, help="output video (.mp4/.gif)")
+    x.add_argument("--backend", default="toy", help="toy | exact (render-toy clips) | model dir | module:function")
+    x.add_argument("--edges", default="canny", help="edge map behind scribble/lineart/mlsd: canny | hed")
+    x.set_defaults(fn=cmd_extract)
+
+    v = sub.add_parser("eval", help="metrics of generated videos against references")
+    v.add_argument("--generated", required=True, help="folder of videos")
+    v.add_argument("--reference", default=None, help="folder of videos (paired by sorted file name)")
+    v.add_argument("--prompts", default=None, help="text file, one prompt per generated video (sorted order)")
+    v.add_argument("--metrics", default="", help="comma list; default: all that the inputs allow")
+    v.add_argument("--conditions", default="canny,depth,pose,segmentation", help="kinds for condition adherence")
+    v.add_argument("--features", default="toy", help="toy | toy:DIR | local CLIP directory")
+    v.add_argument("--backend", default="toy", help="extractor backend for depth/pose/segmentation")
+    v.add_argument("--face-references", default=None,
+                   help="folder of reference face photos: real-face identity similarity with dlib (extra 'faces')")
+    v.add_argument("--out", default="report.json")
+    v.set_defaults(fn=cmd_eval)
+
+    b = sub.add_parser("bench", help="measure and write benchmarks/results/<name>.md")
+    b.add_argument("name", help=" | ".join(benches()))
+    b.add_argument("--quick", action="store_true")
+    b.add_argument("--out", default="benchmarks/results")
+    b.set_defaults(fn=cmd_bench)
+
+
+from .train import cmd_train  # noqa: E402  (the train command lives beside its parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        # Overrides may follow options (`--preset x steps=10`), which argparse does not match to a positional.
+        if extra and getattr(args, "fn", None) is cmd_train and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides or []) + extra
+        elif extra:
+            raise CinetuneError(f"unrecognized arguments: {' '.join(extra)}")
+        args.fn(args)
+    except CinetuneError as e:
+        print(f"cinetune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cinetune: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The flow-matching task base (Wan 2.1 report, rectified flow) shared by the DiT and every method's training: a toy
+backbone with a frozen VAE and text encoder, the latent cache, caption dropout for classifier-free guidance, and
+the noised inputs and velocity targets of one batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..backbones import load_backbone
+from ..toyworld import clip_seed, render_clip
+from .cache import Column, load_or_build
+from .config import TrainConfig, init_dir
+from .objectives import flow_matching_inputs, sample_sigmas
+from .task import Task
+
+
+def task_backbone(cfg: TrainConfig, device: torch.device, frozen: bool, dtype: torch.dtype | None = None):
+    """cfg.backbone with cfg.init's transformer weights (random init when empty), on `device`; the transformer
+    frozen when `frozen` (methods train beside it), trainable otherwise (the DiT task)."""
+    backbone = load_backbone(cfg.backbone, random_init=not cfg.init)
+    if cfg.init:
+        kw = {"torch_dtype": dtype} if dtype is not None else {}
+        backbone.transformer = type(backbone.transformer).from_pretrained(init_dir(cfg.init, "transformer"),
+                                                                          use_safetensors=True, **kw)
+    backbone.to(device)
+    if frozen:
+        backbone.transformer.requires_grad_(False)
+    return backbone
+
+
+class FlowMatchingTask(Task):
+    """Subclasses set self.backbone, then call `init_flow()`; `cache` holds the rows `cache_columns()` names."""
+
+    backbone = None
+    cache: dict | None = None
+
+    def init_flow(self) -> None:
+        self.view = self.backbone.view
+        self.empty = self.backbone.text_encoder([""])[0]
+
+    # -- data -------------------------------------------------------------------------------------------------------
+    def render(self, i: int):
+        """Training clip i as (clip, caption), the same clip as self.train_set[i]."""
+        d = self.cfg.data
+        return render_clip(clip_seed(d.seed, i), self.render_cfg, d.max_objects, d.max_actors)
+
+    def build_cache(self, path: Path, n: int, columns: list[Column], chunk: int = 16, desc: str = "latent cache"
+                    ) -> dict:
+        return load_or_build(path, n, columns, self.render, self.backbone, self.train_set.caption, chunk, desc)
+
+    def drop_captions(self, emb: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+        """Caption dropout: each sample's text becomes the empty prompt's with probability data.caption_dropout."""
+        drop = torch.cat([torch.rand(1, generator=g) for g in gens]) < self.cfg.data.caption_dropout
+        return torch.where(drop[:, None, None], self.empty.cpu().expand_as(emb), emb.cpu())
+
+    def draw_cached(self, step: int, micro: int, rank: int, world: int):
+        """This process's cached clips for one micro-batch: (indices (B,), per-sample generators, latents x0, text
+        embeddings with caption dropout applied)."""
+        idx, gens = self.draw(step, micro, rank, world, self.cache["latents"].shape[0])
+        idx_t = torch.tensor(idx)
+        x0, emb = self.cache["latents"][idx_t], self.cache["text"][idx_t].float()
+        return idx_t, gens, x0, self.drop_captions(emb, gens)
+
+    def noisy(self, x0: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy latents, timesteps, velocity target) at per-sample shifted sigmas."""
+        sigmas = torch.cat([sample_sigmas(1, self.cfg.timestep_shift, g) for g in gens])
+        noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
+        return flow_matching_inputs(x0, sigmas.to(x0.device), noise)
