@@ -50,12 +50,16 @@ class Method:
     # (flag values given, CLI overrides given) -> extra overrides (e.g. a method-specific default output_dir)
     adjust: Callable[[dict, dict], dict] | None = None
     card: str = ""  # "module:function" (cfg dict) -> (recipe command, samples sentence) for model cards
+    contract: str = ""  # "module:function" (make_backbone) -> tiny examples for the shared contract test
 
     def model_class(self):
         return _resolve(self.model)
 
     def task_class(self):
         return _resolve(self.task)
+
+    def examples(self, make_backbone) -> list[dict]:
+        return _resolve(self.contract)(make_backbone)
 
     def card_text(self, cfg: dict) -> tuple[str, str]:
         return _resolve(self.card)(cfg)

@@ -17,4 +17,5 @@ METHOD = Method(
     task="cinetune.methods.control.task:ControlTask", benches={"control": "cinetune.methods.control.bench"},
     flags=(Flag("--method", "control.method", "controlnext | dit-controlnet | concat"),
            Flag("--conditions", "control.conditions", "comma list, e.g. canny,depth,pose")),
-    adjust=_adjust, card="cinetune.methods.control.card:card")
+    adjust=_adjust, card="cinetune.methods.control.card:card",
+    contract="cinetune.methods.control.contract:examples")

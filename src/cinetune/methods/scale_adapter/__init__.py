@@ -12,4 +12,5 @@ METHOD = Method(
     flags=(Flag("--conditions", "scale.conditions", "comma list, e.g. canny,depth,pose"),
            Flag("--large", "backbone", "the frozen large backbone (default toy-large)"),
            Flag("--small", "scale.small", "the small conditional model: a concat control adapter dir or shipped name")),
-    card="cinetune.methods.scale_adapter.card:card")
+    card="cinetune.methods.scale_adapter.card:card",
+    contract="cinetune.methods.scale_adapter.contract:examples")
