@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, write_text
+from ..core.figures import figure
+from ..io import write_text
 from .corruptions import CORRUPTIONS, inject_instance_event
 
 LEVELS = (0.0, 0.25, 0.5, 1.0)
@@ -53,13 +54,7 @@ def _monotone(vals: list[float], direction: int) -> str:
 
 
 def run(out: Path, quick: bool = False) -> Path:
-    from ..conditions import exact_structured, get_extractor
-    from ..metrics import EvalConfig, evaluate
-    from ..metrics.condition import depth_error, edge_f1, miou, pose_pck
-    from ..metrics.evaluate import adherence, adherence_name
-    from ..metrics.identity import ToyFaces, identity_similarity
-    from ..metrics.instances import instance_events, instance_preservation, toy_object_groups
-    from ..toyworld.roster import CLASSES, IDENTITIES
+    from ..conditions import get_extractor
 
     t0 = time.perf_counter()
     n = 12 if quick else 48
@@ -67,9 +62,27 @@ def run(out: Path, quick: bool = False) -> Path:
     specs_b, clips_b, prompts_b, _ = _render(n, seed=1001)
     A = [c.video for c in clips_a]
     B = [c.video for c in clips_b]
-    quiet = dict(progress=False)
+    seg = get_extractor("segmentation")
+    table, lines, failures = _corruptions(A, B, prompts_b, n, quick)
+    lines += _dynamic(A)
+    for section in (_instances(specs_a, clips_a, cfg, seg), _adherence(A, n), _extractors(clips_a, seg),
+                    _identity(clips_a)):
+        lines += section[0]
+        failures += section[1]
+    lines += ["", f"**Checks failed: {', '.join(failures) if failures else 'none'}.** "
+              f"Wall time {time.perf_counter() - t0:.0f} s.", ""]
+    out = Path(out)
+    path = out / "metrics.md"
+    write_text(path, "\n".join(lines))
+    _plot(table, out / "metrics.png")
+    return path
 
-    # 1. Corruption sweeps ------------------------------------------------------------------------------------------
+
+def _corruptions(A, B, prompts_b, n: int, quick: bool):
+    """Stage 1: every metric over each corruption's levels; -> (table, report lines, failed checks)."""
+    from ..metrics import EvalConfig, evaluate
+
+    quiet = dict(progress=False)
     table: dict[str, dict[str, list[float]]] = {}
     for name, fn in CORRUPTIONS.items():
         cols: dict[str, list[float]] = {}
@@ -111,17 +124,28 @@ def run(out: Path, quick: bool = False) -> Path:
             mark = ("↑" if direction > 0 else "↓") if must else ""
             lines.append(f"| {metric} | {name} | " + " | ".join(f"{v:.4g}" for v in vals)
                          + f" | {mark} | {ok if must else ''} |")
+    return table, lines, failures
 
-    # 2. Dynamic degree: frozen vs moving ------------------------------------------------------------------------------
+
+def _dynamic(A):
+    """Stage 2: dynamic degree of the real clips vs the same clips frozen on their first frame."""
+    from ..metrics import EvalConfig, evaluate
+
+    quiet = dict(progress=False)
     moving = evaluate(A, cfg=EvalConfig(metrics=("dynamic",), **quiet))["summary"]
     frozen = evaluate([np.repeat(v[:1], len(v), 0) for v in A], cfg=EvalConfig(metrics=("dynamic",), **quiet))["summary"]
-    lines += ["", "## Dynamic degree (VBench definition, Farneback flow)", "",
-              "| set | dynamic degree (fraction moving) | mean top-5% flow (px) |", "|---|---:|---:|",
-              f"| real clips | {moving['dynamic_degree']:.3f} | {moving['flow_score']:.3f} |",
-              f"| same clips, first frame repeated | {frozen['dynamic_degree']:.3f} | {frozen['flow_score']:.3f} |"]
+    lines = ["", "## Dynamic degree (VBench definition, Farneback flow)", "",
+             "| set | dynamic degree (fraction moving) | mean top-5% flow (px) |", "|---|---:|---:|",
+             f"| real clips | {moving['dynamic_degree']:.3f} | {moving['flow_score']:.3f} |",
+             f"| same clips, first frame repeated | {frozen['dynamic_degree']:.3f} | {frozen['flow_score']:.3f} |"]
+    return lines
 
-    # 3. Instance preservation with injected events ---------------------------------------------------------------------
-    seg = get_extractor("segmentation")
+
+def _instances(specs_a, clips_a, cfg, seg):
+    """Stage 3: instance preservation, and whether injected vanish / split events are caught."""
+    from ..metrics.instances import instance_events, instance_preservation, toy_object_groups
+
+    failures = []
     with_obj = [(s, c) for s, c in zip(specs_a, clips_a) if s.objects]
     pres = {src: {ev: [] for ev in ("real", "vanish", "split")} for src in ("annotator", "exact")}
     caught = {src: {"vanish": 0, "split": 0} for src in ("annotator", "exact")}
@@ -140,25 +164,32 @@ def run(out: Path, quick: bool = False) -> Path:
                 pres[src][ev].append(instance_preservation(lab[src]))
                 caught[src][ev] += instance_events(lab[src])[ev] > instance_events(base[src])[ev]
     k = max(injectable, 1)
-    lines += ["", "## Instance preservation (injected vanish / split events)", "",
-              f"{len(with_obj)} clips with objects, {injectable} of which have an object that, in two consecutive "
-              "frames, touches neither the border nor another instance: the event is injected there (from mid-clip "
-              "when possible) (an object overlapping another "
-              "forms one region with it, so no segmentation-based measure can see it vanish). Labels grouped into object / person (a segmenter switching "
-              "between two shape classes is not an event). Labels from the toy annotator (pixels) and, for reference, "
-              "the renderer's exact class maps of the same videos. *Caught*: the injected event type (vanish or "
-              "split) is counted more often than in the same clip without injection.", "",
-              "| clips | preservation (annotator) | caught (annotator) | preservation (exact labels) | caught (exact) |",
-              "|---|---:|---:|---:|---:|",
-              f"| real | {np.mean(pres['annotator']['real']):.3f} | - | {np.mean(pres['exact']['real']):.3f} | - |"]
+    lines = ["", "## Instance preservation (injected vanish / split events)", "",
+             f"{len(with_obj)} clips with objects, {injectable} of which have an object that, in two consecutive "
+             "frames, touches neither the border nor another instance: the event is injected there (from mid-clip "
+             "when possible) (an object overlapping another "
+             "forms one region with it, so no segmentation-based measure can see it vanish). Labels grouped into object / person (a segmenter switching "
+             "between two shape classes is not an event). Labels from the toy annotator (pixels) and, for reference, "
+             "the renderer's exact class maps of the same videos. *Caught*: the injected event type (vanish or "
+             "split) is counted more often than in the same clip without injection.", "",
+             "| clips | preservation (annotator) | caught (annotator) | preservation (exact labels) | caught (exact) |",
+             "|---|---:|---:|---:|---:|",
+             f"| real | {np.mean(pres['annotator']['real']):.3f} | - | {np.mean(pres['exact']['real']):.3f} | - |"]
     for ev in ("vanish", "split"):
         ca, ce = caught["annotator"][ev], caught["exact"][ev]
         if ca / k < 0.75:
             failures.append(f"instances/{ev}")
         lines.append(f"| {ev} injected | {np.mean(pres['annotator'][ev]):.3f} | {ca}/{k} ({ca / k:.0%}) | "
                      f"{np.mean(pres['exact'][ev]):.3f} | {ce}/{k} ({ce / k:.0%}) |")
+    return lines, failures
 
-    # 4. Condition adherence: correct vs shuffled condition; extractor accuracy vs exact ----------------------------
+
+def _adherence(A, n: int):
+    """Stage 4: adherence with the correct condition vs a shuffled one, per condition kind."""
+    from ..conditions import get_extractor
+    from ..metrics.evaluate import adherence, adherence_name
+
+    failures = []
     kinds = ["canny", "depth", "segmentation", "pose"]
     try:
         get_extractor("hed")
@@ -170,10 +201,10 @@ def run(out: Path, quick: bool = False) -> Path:
     n_adh = min(n, 24)  # HED on 64x64 frames is the slow part of this benchmark
     perm = np.roll(np.arange(n_adh), 1)
     generated = [CORRUPTIONS["noise"](v, 0.25, seed=i) for i, v in enumerate(A[:n_adh])]  # a lightly degraded "generation"
-    lines += ["", "## Condition adherence: correct vs shuffled condition", "",
-              f"First {n_adh} clips of A. Each A_i with light noise (std 10) plays the generated video; its condition is re-extracted and compared "
-              "with the condition of A_i (correct) or of A_(i-1) (shuffled). " + hed_note, "",
-              "| condition | measure | correct | shuffled | correct better |", "|---|---|---:|---:|:---:|"]
+    lines = ["", "## Condition adherence: correct vs shuffled condition", "",
+             f"First {n_adh} clips of A. Each A_i with light noise (std 10) plays the generated video; its condition is re-extracted and compared "
+             "with the condition of A_i (correct) or of A_(i-1) (shuffled). " + hed_note, "",
+             "| condition | measure | correct | shuffled | correct better |", "|---|---|---:|---:|:---:|"]
     for kind in kinds:
         ex = get_extractor(kind)
         good = [adherence(kind, ex, g, A[i]) for i, g in enumerate(generated)]
@@ -185,9 +216,17 @@ def run(out: Path, quick: bool = False) -> Path:
         if not ok:
             failures.append(f"adherence/{kind}")
         lines.append(f"| {kind} | {name} ({'↓' if lower else '↑'}) | {gm:.3f} | {bm:.3f} | {'✓' if ok else '✗'} |")
+    return lines, failures
 
-    lines += ["", "## Extractors vs the renderer's exact annotations (set A, clean clips)", "",
-              "| condition | measure | value |", "|---|---|---:|"]
+
+def _extractors(clips_a, seg):
+    """Stage 4b: each toy extractor against the renderer's exact annotations."""
+    from ..conditions import exact_structured, get_extractor
+    from ..metrics.condition import depth_error, edge_f1, miou, pose_pck
+    from ..toyworld.roster import CLASSES
+
+    lines = ["", "## Extractors vs the renderer's exact annotations (set A, clean clips)", "",
+             "| condition | measure | value |", "|---|---|---:|"]
     canny = get_extractor("canny")
     lines.append(f"| canny vs exact region edges | edge F1 (1 px) | "
                  f"{np.mean([edge_f1(canny.analyse(c.video), c.edges) for c in clips_a]):.3f} |")
@@ -201,8 +240,15 @@ def run(out: Path, quick: bool = False) -> Path:
         thr = 0.05 * 64
         lines.append(f"| toy pose ({len(actors)} clips with actors) | PCK@{thr:.1f}px | "
                      f"{np.nanmean([pose_pck(list(pose.analyse(c.video)), list(c.keypoints), thr) for c in actors]):.3f} |")
+    return lines, []
 
-    # 5. Identity similarity: right vs wrong references ---------------------------------------------------------------
+
+def _identity(clips_a):
+    """Stage 5: identity similarity against the clip's own identities vs other roster identities."""
+    from ..metrics.identity import ToyFaces, identity_similarity
+    from ..toyworld.roster import IDENTITIES
+
+    failures, lines = [], []
     faces = ToyFaces()
     right, wrong = [], []
     for c in clips_a:
@@ -216,36 +262,21 @@ def run(out: Path, quick: bool = False) -> Path:
         ok = np.mean(right) > np.mean(wrong)
         if not ok:
             failures.append("identity")
-        lines += ["", "## Identity similarity (Ingredients' min over greedy matches)", "",
-                  "| references | face_sim_min |", "|---|---:|",
-                  f"| the clip's own identities ({len(right)} clips) | {np.mean(right):.3f} |",
-                  f"| other roster identities | {np.mean(wrong):.3f} |"]
-
-    lines += ["", f"**Checks failed: {', '.join(failures) if failures else 'none'}.** "
-              f"Wall time {time.perf_counter() - t0:.0f} s.", ""]
-    out = Path(out)
-    path = out / "metrics.md"
-    write_text(path, "\n".join(lines))
-    _plot(table, out / "metrics.png")
-    return path
+        lines = ["", "## Identity similarity (Ingredients' min over greedy matches)", "",
+                 "| references | face_sim_min |", "|---|---:|",
+                 f"| the clip's own identities ({len(right)} clips) | {np.mean(right):.3f} |",
+                 f"| other roster identities | {np.mean(wrong):.3f} |"]
+    return lines, failures
 
 
 def _plot(table: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     metrics = [m for m in EXPECT if any(m in cols for cols in table.values())]
-    fig, axes = plt.subplots(2, (len(metrics) + 1) // 2, figsize=(3.2 * ((len(metrics) + 1) // 2), 6))
-    for ax, m in zip(axes.ravel(), metrics):
-        for name, cols in table.items():
-            if m in cols:
-                ax.plot(LEVELS, cols[m], marker="o", label=name)
-        ax.set_title(m, fontsize=9)
-        ax.set_xlabel("corruption level", fontsize=8)
-    axes.ravel()[0].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    cols_n = (len(metrics) + 1) // 2
+    with figure(path, 2, cols_n, figsize=(3.2 * cols_n, 6)) as (fig, axes):
+        for ax, m in zip(axes.ravel(), metrics):
+            for name, cols in table.items():
+                if m in cols:
+                    ax.plot(LEVELS, cols[m], marker="o", label=name)
+            ax.set_title(m, fontsize=9)
+            ax.set_xlabel("corruption level", fontsize=8)
+        axes.ravel()[0].legend(fontsize=7)

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import CinetuneError
 
+
 def select_parameters(model: nn.Module, pattern: str) -> list[str]:
     """Names of `model`'s parameters matching the regex `pattern` (re.search), e.g. r"attn1\\.to_out"."""
     try:
@@ -56,5 +57,3 @@ def apply_trained_state(model: nn.Module, tensors: dict[str, torch.Tensor], delt
             for n, t in saved.items():
                 params[n].copy_(t)
     return undo
-
-

@@ -39,5 +39,3 @@ def load_lora_state(transformer: nn.Module, tensors: dict[str, torch.Tensor], na
     unexpected = getattr(res, "unexpected_keys", None)
     if unexpected:
         raise CinetuneError(f"LoRA weights do not fit this model: {unexpected[:3]}")
-
-

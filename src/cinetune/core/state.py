@@ -34,7 +34,7 @@ class AdapterState:
         self.residuals[owner] = dict(residuals)
 
     def clear(self, owner: str | None = None) -> None:
-        for d in (self.residuals, self.extras):
+        for d in (self.residuals, self.extras, self.scales):
             if owner is None:
                 d.clear()
             else:

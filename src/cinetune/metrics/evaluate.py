@@ -95,6 +95,22 @@ def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = N
     (toy faces); face_images: reference photos (H,W,3) uint8 shared by every video (dlib faces).
     Returns {"summary": {metric: value}, "per_video": [{...}], "config": {...}}."""
     cfg = (cfg or EvalConfig()).validate()
+    want = _wanted(cfg, generated, reference, prompts, identities, face_images, names)
+    tools = _tools(want, cfg, face_images)
+    per = [{"name": names[i] if names else str(i)} for i in range(len(generated))]
+    for i, g in enumerate(tqdm(generated, desc="evaluate", disable=not cfg.progress, leave=False)):
+        r = reference[i] if reference is not None and i < len(reference) else None
+        per[i].update(_video_metrics(g, r, prompts[i] if prompts else None, identities[i] if identities else None,
+                                     want, tools, cfg))
+    summary = _summary(per, want, tools, generated, reference)
+    return {"summary": summary, "per_video": per,
+            "config": {"metrics": sorted(want), "conditions": list(cfg.conditions), "features": cfg.features,
+                       "backend": cfg.backend, "n_generated": len(generated),
+                       "n_reference": len(reference) if reference is not None else 0}}
+
+
+def _wanted(cfg: EvalConfig, generated, reference, prompts, identities, face_images, names) -> set[str]:
+    """The requested metrics that the inputs allow; inconsistent inputs are a CinetuneError."""
     want = set(cfg.metrics)
     if not generated:
         raise CinetuneError("no generated videos to evaluate")
@@ -110,81 +126,88 @@ def evaluate(generated: list[np.ndarray], reference: list[np.ndarray] | None = N
         want.discard("identity")
     if cfg.faces not in ("toy", "dlib"):
         raise CinetuneError(f"faces must be toy or dlib, got {cfg.faces!r}")
-    per = [{"name": names[i] if names else str(i)} for i in range(len(generated))]
-    summary: dict[str, float] = {}
-    feats = None
+    return want
+
+
+def _tools(want: set[str], cfg: EvalConfig, face_images) -> dict:
+    """The feature networks, extractors and face models the wanted metrics need, each loaded once."""
+    from ..conditions import get_extractor
+
+    tools: dict = {}
     if want & {"perceptual", "fvd", "alignment", "temporal"}:
         from .features import load_features
 
-        feats = load_features(cfg.features)
-    extractors = {}
+        tools["feats"] = load_features(cfg.features)
     if "adherence" in want:
-        from ..conditions import get_extractor
-
-        extractors = {k: get_extractor(k, backend=cfg.backend) for k in cfg.conditions}
-    faces = face_refs = sim_fn = None
+        tools["extractors"] = {k: get_extractor(k, backend=cfg.backend) for k in cfg.conditions}
     if "identity" in want:
         if cfg.faces == "dlib":
             from .identity import DlibFaces
 
-            faces = DlibFaces()
-            face_refs, sim_fn = faces.reference_embeddings_from_images(face_images), faces.similarity_matrix
+            faces = tools["faces"] = DlibFaces()
+            tools["face_refs"], tools["sim_fn"] = faces.reference_embeddings_from_images(face_images), \
+                faces.similarity_matrix
         else:
             from .identity import ToyFaces
 
-            faces = ToyFaces()
-    seg = None
+            tools["faces"] = ToyFaces()
     if "instances" in want:
-        from ..conditions import get_extractor
+        tools["seg"] = get_extractor("segmentation", backend=cfg.backend)
+    return tools
 
-        seg = get_extractor("segmentation", backend=cfg.backend)
-    for i, g in enumerate(tqdm(generated, desc="evaluate", disable=not cfg.progress, leave=False)):
-        row = per[i]
-        r = reference[i] if reference is not None and i < len(reference) else None
-        if "psnr" in want:
-            row["psnr"] = psnr(g, r)
-        if "ssim" in want:
-            row["ssim"] = ssim(g, r)
-        if "perceptual" in want:
-            row["perceptual"] = feats.perceptual(g, r)
-        if "alignment" in want:
-            row["alignment"] = feats.alignment(g, prompts[i])
-        if "temporal" in want:
-            row["temporal_consistency"] = temporal_consistency(feats.frame_embeddings(g))
-        if "dynamic" in want:
-            moving, score = dynamic_degree(g)
-            row["dynamic_degree"], row["flow_score"] = float(moving), score
-        # Too-short videos get NaN (left out of the mean) rather than an error.
-        if "first-frame" in want:
-            row["first_frame_jump"] = first_frame_jump(g) if len(g) >= 3 else np.nan
-        if "chunk-flicker" in want:
-            row["chunk_flicker"] = chunk_flicker(g) if len(g) > 5 else np.nan
-        if "instances" in want:
-            lab = seg.analyse(g)
-            row["instance_preservation"] = instance_preservation(toy_object_groups(lab) if cfg.backend == "toy" else lab)
-        if "adherence" in want:
-            for k, ex in extractors.items():
-                row[adherence_name(k)] = adherence(k, ex, g, r, cfg.pck_threshold)
-        if "identity" in want:
-            refs = face_refs if face_refs is not None else (
-                faces.reference_embeddings(identities[i]) if identities[i] else None)
-            if refs is not None:
-                row.update(identity_similarity(faces.video_embeddings(g), refs, sim_fn))
-    keys = [k for k in per[0] if k != "name"]
-    for k in keys:
+
+def _video_metrics(g: np.ndarray, r: np.ndarray | None, prompt: str | None, ids: list[int] | None, want: set[str],
+                   tools: dict, cfg: EvalConfig) -> dict:
+    """One generated video's per-video metrics (r: its reference; prompt and ids: its caption and toy identities)."""
+    row, feats = {}, tools.get("feats")
+    if "psnr" in want:
+        row["psnr"] = psnr(g, r)
+    if "ssim" in want:
+        row["ssim"] = ssim(g, r)
+    if "perceptual" in want:
+        row["perceptual"] = feats.perceptual(g, r)
+    if "alignment" in want:
+        row["alignment"] = feats.alignment(g, prompt)
+    if "temporal" in want:
+        row["temporal_consistency"] = temporal_consistency(feats.frame_embeddings(g))
+    if "dynamic" in want:
+        moving, score = dynamic_degree(g)
+        row["dynamic_degree"], row["flow_score"] = float(moving), score
+    # Too-short videos get NaN (left out of the mean) rather than an error.
+    if "first-frame" in want:
+        row["first_frame_jump"] = first_frame_jump(g) if len(g) >= 3 else np.nan
+    if "chunk-flicker" in want:
+        row["chunk_flicker"] = chunk_flicker(g) if len(g) > 5 else np.nan
+    if "instances" in want:
+        lab = tools["seg"].analyse(g)
+        row["instance_preservation"] = instance_preservation(toy_object_groups(lab) if cfg.backend == "toy" else lab)
+    if "adherence" in want:
+        for k, ex in tools["extractors"].items():
+            row[adherence_name(k)] = adherence(k, ex, g, r, cfg.pck_threshold)
+    if "identity" in want:
+        faces, refs = tools["faces"], tools.get("face_refs")
+        if refs is None and ids:
+            refs = faces.reference_embeddings(ids)
+        if refs is not None:
+            row.update(identity_similarity(faces.video_embeddings(g), refs, tools.get("sim_fn")))
+    return row
+
+
+def _summary(per: list[dict], want: set[str], tools: dict, generated, reference) -> dict[str, float]:
+    """Means of the per-video metrics (NaNs left out) plus the set-level ones (FVD, saturation)."""
+    summary: dict[str, float] = {}
+    for k in [k for k in per[0] if k != "name"]:
         vals = np.array([row.get(k, np.nan) for row in per], np.float64)
         if np.isfinite(vals).any():
             summary[k] = float(np.nanmean(vals))
     if "fvd" in want:
+        feats = tools["feats"]
         summary["fvd"] = frechet_distance(feats.video_features(generated), feats.video_features(reference))
     if "saturation" in want:
         summary.update(saturation_stats(generated))
         if reference is not None:
             summary["oversaturation"] = oversaturation(generated, reference)
-    return {"summary": summary, "per_video": per,
-            "config": {"metrics": sorted(want), "conditions": list(cfg.conditions), "features": cfg.features,
-                       "backend": cfg.backend, "n_generated": len(generated),
-                       "n_reference": len(reference) if reference is not None else 0}}
+    return summary
 
 
 def markdown_table(report: dict) -> str:

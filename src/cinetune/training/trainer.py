@@ -103,7 +103,10 @@ class _Optim:
     update: Update
     optimizer: torch.optim.Optimizer
     scheduler: object
-    params: list
+
+    @property
+    def params(self) -> list:
+        return self.update.parameters()
 
 
 def _optimizers(task, cfg: TrainConfig) -> dict[str, _Optim]:
@@ -118,7 +121,7 @@ def _optimizers(task, cfg: TrainConfig) -> dict[str, _Optim]:
                                 weight_decay=o.weight_decay)
         sched = get_scheduler(o.schedule, opt, num_warmup_steps=o.warmup_steps,
                               num_training_steps=u.steps_within(cfg.steps))
-        out[u.name] = _Optim(u, opt, sched, u.parameters())
+        out[u.name] = _Optim(u, opt, sched)
     if not out:
         raise CinetuneError("nothing to train: the task has no trainable parameters")
     return out
@@ -152,7 +155,7 @@ def _setup(cfg: TrainConfig, resume: bool, accelerator, make_task_fn):
     return task, optims, ema, start
 
 
-def _run_update(o: _Optim, task, model, accelerator, cfg: TrainConfig, batches: list, step: int
+def _run_update(o: _Optim, task, model, accelerator, cfg: TrainConfig, batches, step: int
                 ) -> tuple[float, float, dict]:
     """One optimizer step of one update over cfg.grad_accum micro-batches: (mean loss, grad norm, extra)."""
     total, extra = 0.0, {}
@@ -179,12 +182,12 @@ def _train_step(step: int, task, model, optims: dict[str, _Optim], ema, accelera
     """Every update due at `step` (each on the same micro-batches); -> (logged loss, lr, grad norm, extra)."""
     rank, world = accelerator.process_index, accelerator.num_processes
     due = [o for o in optims.values() if o.update.due(step)]
-    batches = [task.batch(step, micro, rank, world) for micro in range(cfg.grad_accum)] if len(due) > 1 else None
+    batches = lambda: (task.batch(step, m, rank, world) for m in range(cfg.grad_accum))  # noqa: E731
+    shared = list(batches()) if len(due) > 1 else None  # drawn once when several updates train on them
     logged, extra = None, {}
     for o in due:
         task.model.zero_grad(set_to_none=True)  # another update's backward may have reached these parameters
-        micro = batches or (task.batch(step, m, rank, world) for m in range(cfg.grad_accum))
-        loss, norm, ex = _run_update(o, task, model, accelerator, cfg, list(micro) if batches is None else micro, step)
+        loss, norm, ex = _run_update(o, task, model, accelerator, cfg, shared if shared is not None else batches(), step)
         extra.update(ex if len(optims) == 1 else {f"{o.update.name}_{k}": v for k, v in ex.items()})
         if len(optims) > 1:
             extra[f"loss_{o.update.name}"] = loss

@@ -56,6 +56,9 @@ class ControlModel:
 
     method: ClassVar[str] = ""
     default_finetune: ClassVar[str] = ""  # regex of base weights trained with the adapter ("" = none)
+    module_class: ClassVar[type | None] = None  # its trainable module (saved under module/), if any
+    attachment: ClassVar[type]  # its ControlAttachment subclass
+    condition_latents: ClassVar[bool] = False  # takes the conditions' VAE latents (else their pixels)
 
     def __init__(self, kinds: list[str], module: torch.nn.Module | None = None, finetune: str | None = None,
                  finetuned: dict | None = None, lora_rank: int = 0, lora: dict | None = None, info: dict | None = None):
@@ -73,6 +76,8 @@ class ControlModel:
 
     @classmethod
     def new_module(cls, backbone, kinds: list[str], **kwargs) -> torch.nn.Module | None:
+        if kwargs:
+            raise CinetuneError(f"{cls.method} control takes no module options, got {', '.join(kwargs)}")
         return None
 
     # -- use ------------------------------------------------------------------------------------------------------
@@ -118,9 +123,6 @@ class ControlModel:
         model._set_tensors({n: load_tensors(path / f"{n}.safetensors")[0] if (path / f"{n}.safetensors").is_file()
                             else {} for n in TENSOR_FILES})
         return model
-
-    module_class: ClassVar[type | None] = None
-    attachment: ClassVar[type]
 
 
 class ControlAttachment(Handle, ABC):
@@ -319,7 +321,7 @@ class ConcatAttachment(ControlAttachment):
 class ConcatModel(ControlModel):
     """Channel-concat control; fine-tunes the whole base unless LoRA is used."""
 
-    method, attachment = "concat", ConcatAttachment
+    method, attachment, condition_latents = "concat", ConcatAttachment, True
 
     def __init__(self, kinds, module=None, finetune=None, finetuned=None, lora_rank=0, lora=None, info=None,
                  patch: dict | None = None):
@@ -327,12 +329,6 @@ class ConcatModel(ControlModel):
             finetune = "" if lora_rank else r"."
         super().__init__(kinds, None, finetune, finetuned, lora_rank, lora, info)
         self.patch = dict(patch or {})  # the widened patch embedding
-
-    @classmethod
-    def new(cls, backbone, kinds, finetune=None, lora_rank=0, **module_kwargs):
-        if module_kwargs:
-            raise CinetuneError(f"concat control takes no module options, got {', '.join(module_kwargs)}")
-        return cls(kinds, None, finetune, lora_rank=lora_rank)
 
     def _tensors(self):
         return {**super()._tensors(), "patch": self.patch}

@@ -18,7 +18,7 @@ from ...training.cache import Column, latents_column, text_column
 from ...training.config import TrainConfig
 from ...training.flow import FlowMatchingTask, task_backbone
 from .config import kinds_of
-from .model import ConcatModel, new_control_model
+from .model import new_control_model
 
 EXACT_SOURCE = {"depth": "depth", "pose": "pose", "segmentation": "segmentation", "normal": "normal"}
 
@@ -108,8 +108,7 @@ class ControlTask(ConditionedTask):
                                          **c.module_options())
         if self.control.module is not None:
             self.control.module.to(device)
-        # concat feeds condition *latents*; the others encode the condition pixels themselves
-        self.latent_conditions = isinstance(self.control, ConcatModel)
+        self.latent_conditions = self.control.condition_latents
         self.attach(self.control.attach(self.backbone, trainable=True), self.control.modules(), c.clip_cache)
 
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
