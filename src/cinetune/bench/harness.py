@@ -148,5 +148,3 @@ def sec_per_step(run: Path) -> float:
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     secs = [float(r["sec_per_step"]) for r in rows[1:]] or [float(rows[0]["sec_per_step"])]
     return statistics.median(secs)
-
-

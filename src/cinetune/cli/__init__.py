@@ -167,17 +167,6 @@ def cmd_render_toy(a: argparse.Namespace) -> None:
                  width=a.width or 64, max_actors=a.max_actors)
 
 
-def cmd_analyze(a: argparse.Namespace) -> None:
-    from ..methods.scale_adapter.similarity import analyse, report
-    from ..backbones import load_backbone
-
-    if a.what != "block-similarity":
-        raise CinetuneError(f"unknown analysis {a.what!r}; available: block-similarity")
-    _positive("clips", a.clips)
-    large, small = load_backbone(a.large), load_backbone(a.small)
-    print(report(analyse(large, small, clips=a.clips), Path(a.out), a.large, a.small))
-
-
 def cmd_latent_stats(a: argparse.Namespace) -> None:
     import numpy as np
     from diffusers import AutoencoderKLWan
@@ -306,6 +295,7 @@ def cmd_presets(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..methods.registry import _resolve, methods
     from .train import add_train
 
     ap = _Parser(prog="cinetune", description="Controllable, personalised and fast video DiTs.")
@@ -314,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     _add_tools(sub)
     _add_evaluation(sub)
+    for m in methods().values():  # a method's own commands (e.g. Scale-Adapter's block-similarity analysis)
+        if m.commands:
+            _resolve(m.commands)(sub)
     return ap
 
 
@@ -359,14 +352,6 @@ def _add_tools(sub) -> None:
     r.add_argument("--max-actors", type=int, default=2)
     _add_size(r)
     r.set_defaults(fn=cmd_render_toy)
-
-    an = sub.add_parser("analyze", help="analyses: block-similarity (which small block matches which large block)")
-    an.add_argument("what", help="block-similarity")
-    an.add_argument("--large", default="toy-large")
-    an.add_argument("--small", default="toy-small")
-    an.add_argument("--clips", type=int, default=6)
-    an.add_argument("--out", default="benchmarks/results")
-    an.set_defaults(fn=cmd_analyze)
 
     ls = sub.add_parser("latent-stats", help="measure a toy VAE's per-(channel, latent frame) latent statistics "
                         "on toy clips and write them beside it (cinetune_latents.json)")

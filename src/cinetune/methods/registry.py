@@ -51,6 +51,7 @@ class Method:
     adjust: Callable[[dict, dict], dict] | None = None
     card: str = ""  # "module:function" (cfg dict) -> (recipe command, samples sentence) for model cards
     contract: str = ""  # "module:function" (make_backbone) -> tiny examples for the shared contract test
+    commands: str = ""  # "module:function" (argparse subparsers) adding the method's own commands, if any
 
     def model_class(self):
         return _resolve(self.model)
@@ -75,13 +76,6 @@ def methods() -> dict[str, Method]:
             raise RuntimeError(f"{module}.METHOD is named {spec.name!r}, registered as {name!r}")
         out[name] = spec
     return out
-
-
-def get_method(name: str) -> Method:
-    found = methods().get(name)
-    if found is None:
-        raise CinetuneError(f"unknown method {name!r}; known: {', '.join(methods())}")
-    return found
 
 
 def config_sections() -> dict[str, type]:

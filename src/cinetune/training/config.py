@@ -21,16 +21,14 @@ class DataConfig:
     cache_path: str = ""  # where the cache lives (shared between runs); default: <output_dir>/latents.safetensors
     clip_cache: int = 0  # feature-network tasks: render this many clips once into memory
     caption_dropout: float = 0.1  # for classifier-free guidance
-    # DiT only: loss weight 1 + this on latent cells covered by objects and actors (objectives.foreground_map). An
-    # object covers 4-13% of a toy frame, so unweighted its shape and motion barely move the loss: the stage-two toy-large
-    # had learnt to ignore shape and motion words (swapping them left its loss unchanged). Caution: the weight depends on
-    # where the object really is, so it moves the minimiser (a weighted mean leaning towards "object here" where the
-    # position is uncertain): stage five drew objects 2.5x too big, and stage six drops it (PRESETS["toy-large-6"]).
+    # DiT only: loss weight 1 + this on latent cells covered by objects and actors (objectives.foreground_map): an
+    # object covers 4-13% of a toy frame, so unweighted its shape and motion barely move the loss. Caution: the
+    # weight depends on where the object really is, so it moves the minimiser towards "object here" where the
+    # position is uncertain.
     foreground_weight: float = 0.0
-    # Weight of a second loss term on the error's differences between consecutive frames (objectives.motion_mse).
-    # DiT: on latent frames; with the frame-wise loss alone the stage-three toy-large drew objects that barely moved
-    # and ignored motion words, and this term weighs the part of the error that changes over time more. VAE: on the
-    # reconstructed pixels, against the decoder's jumps at its latent-chunk boundaries (PRESETS["toy-vae-decoder-2"]).
+    # Weight of a second loss term on the error's differences between consecutive frames (objectives.motion_mse): it
+    # weighs the part of the error that changes over time more. DiT: on latent frames; VAE: on the reconstructed
+    # pixels, against the decoder's jumps at its latent-chunk boundaries.
     motion_weight: float = 0.0
     # DiT only: fraction of every batch drawn from the cached clips that show one object and no actor, whose caption
     # ties each shape / colour / motion word to the only thing that moves (the rest is drawn uniformly as before).
@@ -118,57 +116,41 @@ TrainConfig = _with_method_sections()
 
 
 PRESETS: dict[str, dict] = {
-    # Wan VAE, 4x/4x compression. Short 9-frame clips cover the first-frame path and the chunk-to-chunk cache.
+    # Wan VAE, 4x/4x compression; short 9-frame clips cover the first-frame path and the chunk-to-chunk cache.
     "toy-vae": dict(task="vae", backbone="toy-small", output_dir="runs/toy-vae", steps=3500, batch_size=8,
                     data=dict(frames=9, crop=32), optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0),
                     checkpoint_every=250, log_every=10),
-    # Second stage: the decoder alone on full 17-frame clips, so the causal cache chain is trained to the clip length
-    # the DiTs generate (stage one saw 9 frames, and its frames 9-16 drifted in colour).
+    # The decoder alone on full 17-frame clips, so the causal cache chain is trained to the DiTs' clip length.
     "toy-vae-decoder": dict(task="vae", backbone="toy-small", init="runs/toy-vae/final/vae", decoder_only=True,
                             output_dir="runs/toy-vae-decoder", steps=1200, batch_size=8, data=dict(frames=17, crop=32),
                             optim=dict(lr=3e-4, warmup_steps=20), checkpoint_every=200, log_every=10),
-    # Tried as a third stage, not shipped: stage two's decoder had stopped improving (loss flat from step 400; 25.5 dB),
-    # so this replaces it by a decoder twice as wide (1.64 M vs 0.42 M parameters), trained from scratch on the frozen
-    # encoder's latents. It reached 25.4 dB in 75 min and decodes 2.7x slower: the latents, not the decoder's width,
-    # are what limits reconstruction (README, "Shipped toy models").
+    # A fresh decoder twice as wide on the frozen encoder's latents (not shipped; docs/toy-models-and-history.md).
     "toy-vae-decoder-wide": dict(task="vae", backbone="toy-small", init="runs/toy-vae-decoder/final/vae",
                                  decoder_only=True, decoder_base_dim=32, output_dir="runs/toy-vae-decoder-wide",
                                  steps=1200, batch_size=8, data=dict(frames=17, crop=32),
                                  optim=dict(lr=1e-3, warmup_steps=50, grad_clip=1.0), checkpoint_every=200,
                                  log_every=10, validate_every=400),
-    # Tried as a fourth stage, not shipped: the shipped decoder again on the frozen encoder (so every DiT's latents
-    # stay valid), with the pixel temporal-difference term. The shipped VAE's frames change more across its latent-
-    # chunk boundaries than inside a chunk (metrics.chunk_flicker 1.47 on the held-out clips; the rendered clips 1.02).
-    # After 1200 steps: 1.42 at weight 1, 1.39 at weight 4 (25.60 / 25.55 dB), both flat from step 400; without the
-    # term 1.47 at step 400. A causal decoder cannot see the next chunk's latent, so it cannot spread a jump the
-    # latents carry. With decoder_only=false (new latents, so every DiT retrained) weight 4 reached 1.34 and 25.70 dB,
-    # still falling (README, "Shipped toy models").
+    # The shipped decoder with the pixel temporal-difference term on the frozen encoder (not shipped; see docs/).
     "toy-vae-decoder-2": dict(task="vae", backbone="toy-small", init="toy-vae", decoder_only=True,
                               output_dir="runs/toy-vae-decoder-2", steps=1200, batch_size=8,
                               data=dict(frames=17, crop=32, motion_weight=1.0),
                               optim=dict(lr=1e-4, warmup_steps=20), checkpoint_every=200, log_every=10,
                               validate_every=400),
-    # Both DiTs share one latent cache (the VAE is frozen, so cached latents are exact). EMA 0.995 averages roughly
-    # the last 200 steps: long enough to smooth noise, short enough for runs of a few thousand steps.
+    # Both DiTs share one latent cache (the VAE is frozen, so cached latents are exact); EMA 0.995 averages ~200 steps.
     "toy-small": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=2200, batch_size=16,
                       ema_decay=0.995, data=dict(latent_cache=3000, cache_path="runs/latents-17x64x64.safetensors"),
                       optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250, validate_every=500),
-    # fp32: on the CPU without AMX / AVX512-BF16 these recipes were trained on, bf16 autocast measured 3.3x slower
-    # (1.45x faster on one with AVX512-BF16: `cinetune bench foundation`).
+    # fp32, so the recipe reproduces on CPUs without bf16 instructions (`cinetune bench foundation`).
     "toy-large": dict(task="dit", backbone="toy-large", output_dir="runs/toy-large", steps=2000, batch_size=8,
                       ema_decay=0.995, mixed_precision="no",
                       data=dict(latent_cache=3000, cache_path="runs/latents-17x64x64.safetensors"),
                       optim=dict(lr=3e-4, warmup_steps=100), checkpoint_every=250, validate_every=500),
-    # Second stage for toy-large: continues stage one at a lower peak LR on a larger latent cache (the first stage's
-    # loss was still falling when its cosine schedule ended; more data keeps the longer run from memorising clips).
+    # Continues stage one at a lower peak LR on a larger latent cache (its loss was still falling).
     "toy-large-2": dict(task="dit", backbone="toy-large", init="runs/toy-large/final/transformer",
                         output_dir="runs/toy-large-2", steps=3000, batch_size=8, ema_decay=0.998, mixed_precision="no",
                         data=dict(latent_cache=4000, cache_path="runs/latents-17x64x64.safetensors"),
                         optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=1000),
-    # Third stage (toy-large) / second stage (toy-small): captions encoded at 64 tokens (the earlier stages cut 46% of
-    # them at 32), 6000 cached clips, and the loss weighted 1 + 4 on the latent cells of objects and actors
-    # (data.foreground_weight): unweighted, the stage-two models had learnt colours and backgrounds but ignored shape
-    # and motion words.
+    # Captions at 64 tokens, 6000 cached clips, the foreground-weighted loss (data.foreground_weight).
     "toy-large-3": dict(task="dit", backbone="toy-large", init="runs/toy-large-2/final/transformer",
                         output_dir="runs/toy-large-3", steps=1500, batch_size=8, ema_decay=0.998,
                         data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
@@ -179,17 +161,13 @@ PRESETS: dict[str, dict] = {
                         data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
                                   foreground_weight=4.0),
                         optim=dict(lr=3e-4, warmup_steps=50), checkpoint_every=250, validate_every=1000),
-    # Fourth stage (toy-large): the stage-three model drew colours right (0.95) but objects that barely moved, and
-    # swapping a motion word left its loss unchanged. Adds the temporal-difference loss term (data.motion_weight)
-    # and draws half of every batch from one-object clips (data.single_object_share); 10000 cached clips. Ablations
-    # (README, "Shipped toy models"): the term doubles the motion word's effect on the loss, but motion read-back rose
-    # as much with plain continued training (both overrides 0).
+    # Adds the temporal-difference term (data.motion_weight) and one-object batches (data.single_object_share).
     "toy-large-4": dict(task="dit", backbone="toy-large", init="runs/toy-large-3/final/transformer",
                         output_dir="runs/toy-large-4", steps=1500, batch_size=8, ema_decay=0.998,
                         data=dict(latent_cache=10000, cache_path="runs/latents-17x64x64.safetensors",
                                   foreground_weight=4.0, motion_weight=1.0, single_object_share=0.5),
                         optim=dict(lr=2e-4, warmup_steps=50), checkpoint_every=250, validate_every=500),
-    # Toy feature networks (issue: conditions and evaluation). Small convnets; each trains in minutes on one core.
+    # Toy feature networks: small convnets, minutes each on one core.
     "toy-video-encoder": dict(task="video-encoder", output_dir="runs/toy-video-encoder", steps=2000, batch_size=32,
                               data=dict(clip_cache=4000), num_validation=500, optim=dict(lr=1e-3, warmup_steps=50),
                               checkpoint_every=250, validate_every=500),
@@ -205,22 +183,14 @@ PRESETS: dict[str, dict] = {
                  checkpoint_every=2, validation_steps=2, num_validation=1),
 }
 
-# Fifth stage (toy-large): stage four's recipe for another 1500 steps from its weights. More steps were the one change
-# that measurably lifted motion read-back in stage four's ablations; this tests whether that continues.
+# Stage four's recipe for another 1500 steps from its weights.
 PRESETS["toy-large-5"] = {**PRESETS["toy-large-4"], "init": "runs/toy-large-4/final/transformer",
                           "output_dir": "runs/toy-large-5"}
-# Sixth stage (toy-large): stage five's recipe without the foreground weight. A per-cell weight that depends on where
-# the object really is changes the loss's minimiser (a weighted mean leaning towards "object here" wherever the position
-# is uncertain): stage five drew objects 2.5x the size of real ones (`bench prompt-following`, object area 0.145 vs
-# 0.057). Without it the area fell to 0.093 and toy-FVD from 1240 to 1148; read-back stayed within noise.
+# Stage five without the foreground weight, which moves the loss's minimiser (objects came out too big).
 PRESETS["toy-large-6"] = {**PRESETS["toy-large-5"], "init": "runs/toy-large-5/final/transformer",
                           "output_dir": "runs/toy-large-6",
                           "data": {**PRESETS["toy-large-5"]["data"], "foreground_weight": 0.0}}
-# Seventh stage (toy-large) / third (toy-small): the toy VAE's latents are now normalised per (channel, latent frame)
-# (backbones.codec.FRAME_STATS) instead of per channel, which lifts frame 0 from half scale to unit scale (generated
-# first frames were noisy: at every noise level frame 0 had the lowest signal-to-noise ratio). The DiTs learn the
-# new normalisation from their previous weights with the stage-six recipe (the cached latents are carried over
-# exactly). toy-small also drops the foreground weight here, for the reason stage six dropped it for toy-large.
+# The DiTs relearn the per-(channel, latent frame) latent normalisation (backbones.codec.FRAME_STATS).
 PRESETS["toy-large-7"] = {**PRESETS["toy-large-6"], "init": "runs/toy-large-6/final/transformer",
                           "output_dir": "runs/toy-large-7", "steps": 1200}
 PRESETS["toy-small-3"] = {**PRESETS["toy-small-2"], "init": "runs/toy-small-2/final/transformer",

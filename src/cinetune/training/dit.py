@@ -108,5 +108,3 @@ class DiTTask(FlowMatchingTask):
 
     def export(self, out_dir: Path) -> None:
         self.model.save_pretrained(out_dir / "transformer", safe_serialization=True)
-
-

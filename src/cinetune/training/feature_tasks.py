@@ -267,5 +267,3 @@ def annotator_panel(model: ToyAnnotator, frames: torch.Tensor, per_clip: int = 1
     rows = np.concatenate([frames.numpy(), depth, seg, pose], 2)  # (N,H,4W,3)
     clips = [rows[s:s + per_clip] for s in range(0, len(rows) - per_clip + 1, per_clip)]
     return video_grid(clips, cols=1)
-
-

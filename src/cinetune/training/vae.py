@@ -161,5 +161,3 @@ def toy_clips(n: int, frames: int, seed: int, height: int = 64, width: int = 64)
     """Toy-world clips 0..n-1 of dataset `seed` -> (n,3,frames,H,W) in [-1,1]."""
     data = ToyWorldDataset(n, seed=seed, cfg=RenderConfig(frames=frames, height=height, width=width))
     return torch.stack([data[i]["video"] for i in range(n)])
-
-

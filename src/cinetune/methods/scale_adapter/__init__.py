@@ -13,4 +13,5 @@ METHOD = Method(
            Flag("--large", "backbone", "the frozen large backbone (default toy-large)"),
            Flag("--small", "scale.small", "the small conditional model: a concat control adapter dir or shipped name")),
     card="cinetune.methods.scale_adapter.card:card",
-    contract="cinetune.methods.scale_adapter.contract:examples")
+    contract="cinetune.methods.scale_adapter.contract:examples",
+    commands="cinetune.methods.scale_adapter.cli:add_commands")
