@@ -69,3 +69,22 @@ def test_foreground_weight_moves_the_minimiser_and_the_motion_term_does_not():
     assert torch.allclose(plain[0, :, 0, 0], torch.tensor([0.2, 0.0], dtype=torch.float64), atol=1e-6)
     assert abs(weighted[0, 0, 0, 0].item() - 10 / 18) < 1e-6
     assert torch.allclose(with_motion, plain, atol=1e-6)
+
+
+def test_logit_normal_sampling_centres_the_noise_levels_and_uniform_is_unchanged():
+    import pytest
+
+    from cinetune.errors import CinetuneError
+    from cinetune.training import preset_config
+    from cinetune.training.objectives import sample_sigmas, shift_sigmas
+
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(sample_sigmas(64, 2.0, g()), shift_sigmas(torch.rand(64, generator=g()), 2.0))
+    ln = sample_sigmas(20000, 1.0, g(), "logit-normal")
+    uni = sample_sigmas(20000, 1.0, g())
+    middle = lambda s: float(((s > 0.3) & (s < 0.7)).float().mean())  # noqa: E731
+    assert abs(float(ln.median()) - 0.5) < 0.02 and middle(ln) > 0.55 > 0.45 > middle(uni)
+    narrow = sample_sigmas(20000, 1.0, g(), "logit-normal", logit_std=0.5)
+    assert middle(narrow) > middle(ln)
+    with pytest.raises(CinetuneError, match="timestep_sampling"):
+        preset_config("tiny", {"timestep_sampling": "cosine"})

@@ -193,7 +193,7 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
     print(export_asset(a.run, a.name))
 
 
-BASE_BENCHES = ("foundation", "metrics", "latency", "prompt-following", "shipped-adapters")
+BASE_BENCHES = ("foundation", "metrics", "latency", "prompt-following", "shipped-adapters", "shape-pilot")
 
 
 def benches() -> dict[str, str]:

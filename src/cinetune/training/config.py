@@ -63,6 +63,9 @@ class BaseTrainConfig:
     ema_decay: float = 0.0  # 0 disables EMA
     seed: int = 0
     timestep_shift: float = 2.0  # Wan's shifted timestep sampling, sigma' = s*sigma / (1 + (s-1)*sigma)
+    timestep_sampling: str = "uniform"  # uniform | logit-normal (objectives.sample_sigmas), before the shift
+    logit_mean: float = 0.0  # logit-normal sampling: location and scale of the noise level's logit
+    logit_std: float = 1.0
     kl_weight: float = 1e-6  # VAE only
     decoder_only: bool = False  # VAE only: freeze the encoder (latents, and DiTs trained on them, stay valid)
     # VAE only, with decoder_only and init: > 0 replaces the decoder by a freshly initialised one of this base width
@@ -85,6 +88,12 @@ class BaseTrainConfig:
             raise CinetuneError(f"task must be one of {', '.join([*BASE_TASKS, *methods()])}, got {self.task!r}")
         if self.steps <= 0 or self.batch_size <= 0 or self.grad_accum <= 0:
             raise CinetuneError("steps, batch_size and grad_accum must be positive")
+        from .objectives import SAMPLINGS
+
+        if self.timestep_sampling not in SAMPLINGS or self.logit_std <= 0 or self.timestep_shift <= 0:
+            raise CinetuneError(f"timestep_sampling must be one of {', '.join(SAMPLINGS)} with logit_std > 0 and "
+                                f"timestep_shift > 0, got {self.timestep_sampling!r}, {self.logit_std}, "
+                                f"{self.timestep_shift}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise CinetuneError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -177,6 +186,14 @@ PRESETS: dict[str, dict] = {
     "toy-annotator": dict(task="annotator", output_dir="runs/toy-annotator", steps=1500, batch_size=24,
                           data=dict(clip_cache=1200), num_validation=40, optim=dict(lr=1e-3, warmup_steps=50),
                           checkpoint_every=250, validate_every=500),
+    # The shape pilot's common start (`cinetune bench shape-pilot`): the shipped toy-small fine-tuned on one-object
+    # clips, whose caption ties each shape word to the only thing in the frame; the bench varies one lever at a time.
+    "toy-small-shape-pilot": dict(task="dit", backbone="toy-small", init="toy-small",
+                                  output_dir="runs/shape-pilot/baseline", steps=600, batch_size=16,
+                                  data=dict(max_objects=1, max_actors=0, latent_cache=1200,
+                                            cache_path="runs/latents-one-object-17x64x64.safetensors"),
+                                  optim=dict(lr=2e-4, warmup_steps=20), checkpoint_every=300, num_validation=1,
+                                  validation_steps=10),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),

@@ -65,6 +65,8 @@ class FlowMatchingTask(Task):
 
     def noisy(self, x0: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noisy latents, timesteps, velocity target) at per-sample shifted sigmas."""
-        sigmas = torch.cat([sample_sigmas(1, self.cfg.timestep_shift, g) for g in gens])
+        c = self.cfg
+        sigmas = torch.cat([sample_sigmas(1, c.timestep_shift, g, c.timestep_sampling, c.logit_mean, c.logit_std)
+                            for g in gens])
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
         return flow_matching_inputs(x0, sigmas.to(x0.device), noise)

@@ -10,8 +10,19 @@ def shift_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
-def sample_sigmas(batch: int, shift: float, generator: torch.Generator) -> torch.Tensor:
-    return shift_sigmas(torch.rand(batch, generator=generator), shift)
+SAMPLINGS = ("uniform", "logit-normal")
+
+
+def sample_sigmas(batch: int, shift: float, generator: torch.Generator, sampling: str = "uniform",
+                  logit_mean: float = 0.0, logit_std: float = 1.0) -> torch.Tensor:
+    """(batch,) noise levels in (0, 1), shifted by `shift`. uniform: u ~ U(0, 1); logit-normal (SD3): u =
+    sigmoid(N(logit_mean, logit_std)), which puts more of the training on the middle noise levels, where the caption
+    decides what the picture shows (at high noise the layout is not yet known; at low noise x_t already shows it)."""
+    if sampling == "logit-normal":
+        u = torch.sigmoid(logit_mean + logit_std * torch.randn(batch, generator=generator))
+    else:
+        u = torch.rand(batch, generator=generator)
+    return shift_sigmas(u, shift)
 
 
 def flow_matching_inputs(x0: torch.Tensor, sigmas: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
