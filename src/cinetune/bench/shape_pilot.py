@@ -20,6 +20,13 @@ LEVERS = {
     "logit-normal-narrow": ("noise levels sigmoid(N(0, 0.5)) without shift: mostly the middle", {
         "timestep_sampling": "logit-normal", "timestep_shift": 1.0, "logit_std": 0.5}),
     "higher-lr": ("peak LR 5e-4 instead of 2e-4 (is the budget, not the lever, the limit?)", {"optim": {"lr": 5e-4}}),
+    # more samples per CPU-hour, at about the baseline's training wall time
+    "bf16": ("bf16 autocast, 800 steps", {"mixed_precision": "bf16", "steps": 800}),
+    "images": ("one-frame clips (images), 2400 steps", {
+        "steps": 2400, "data": {"frames": 1, "cache_path": "runs/latents-one-object-1x64x64.safetensors"}}),
+    "images-logit-normal-narrow": ("one-frame clips, 2400 steps, noise levels sigmoid(N(0, 0.5))", {
+        "steps": 2400, "timestep_sampling": "logit-normal", "timestep_shift": 1.0, "logit_std": 0.5,
+        "data": {"frames": 1, "cache_path": "runs/latents-one-object-1x64x64.safetensors"}}),
 }
 SIGMAS = (0.5, 0.7, 0.9)
 
@@ -29,7 +36,7 @@ def lever_config(name: str, quick: bool = False):
 
     over = {"output_dir": f"runs/shape-pilot{'-quick' if quick else ''}/{name}", **LEVERS[name][1]}
     if quick:
-        over.update(steps=4, batch_size=2, data={"latent_cache": 16}, checkpoint_every=4)
+        over.update(steps=4, batch_size=2, data={**over.get("data", {}), "latent_cache": 16}, checkpoint_every=4)
     return preset_config("toy-small-shape-pilot", over)
 
 
@@ -73,7 +80,8 @@ def run(out: Path, quick: bool = False) -> Path:
     rows = [("shipped toy-small (the common start)", "-", measure(_pipe(None), clips, prompts, stated, steps))]
     for name, (what, _) in LEVERS.items():
         run_dir = train_lever(name, quick)
-        rows.append((name, f"{what}; {sec_per_step(run_dir):.2f} s/step",
+        wall = sec_per_step(run_dir) * lever_config(name, quick).steps / 60
+        rows.append((name, f"{what}; {sec_per_step(run_dir):.2f} s/step, {wall:.1f} min",
                      measure(_pipe(run_dir), clips, prompts, stated, steps)))
     cfg = lever_config("baseline", quick)
     lines = ["# Shape pilot: which lever makes toy-small use the shape word", "",
