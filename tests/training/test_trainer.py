@@ -329,3 +329,21 @@ def test_single_object_share_and_motion_term(tmp_path):
     assert 0.5 < sum(i in single for i in drawn) / len(drawn) < 0.9 and not set(drawn) <= set(single)
     with pytest.raises(CinetuneError, match="single_object_share"):
         tiny(tmp_path, "bad", data={"single_object_share": 1.5}).validate()
+
+
+def test_image_steps_train_on_the_first_latent_frame(tmp_path):
+    cfg = tiny(tmp_path, "img", steps=4, checkpoint_every=4, data={"image_share": 0.5, "motion_weight": 1.0,
+                                                                    "foreground_weight": 2.0})
+    task = make_task(cfg, torch.device("cpu"))
+    steps = [s for s in range(40) if task.image_step(s)]
+    assert 8 < len(steps) < 32  # about half
+    video, image = task.batch(next(s for s in range(40) if s not in steps), 0, 0, 1), task.batch(steps[0], 0, 0, 1)
+    assert video["x0"].shape[2] == 2 and image["x0"].shape[2] == 1 and image["weight"].shape[1] == 1
+    # an image is the clip's first latent frame: the causal VAE encodes frame 0 alone
+    clip = task.train_set[0]["video"][:, :1][None]
+    torch.testing.assert_close(task.backbone.codec.encode(clip), task.backbone.codec.encode(
+        task.train_set[0]["video"][None])[:, :, :1], atol=1e-5, rtol=1e-4)
+    assert torch.isfinite(task.loss(task.model, image)[0])  # no motion term on a single frame
+    train(cfg, progress=False)
+    with pytest.raises(CinetuneError, match="image_share"):
+        tiny(tmp_path, "bad", data={"image_share": 1.5}).validate()

@@ -27,6 +27,11 @@ LEVERS = {
     "images-logit-normal-narrow": ("one-frame clips, 2400 steps, noise levels sigmoid(N(0, 0.5))", {
         "steps": 2400, "timestep_sampling": "logit-normal", "timestep_shift": 1.0, "logit_std": 0.5,
         "data": {"frames": 1, "cache_path": "runs/latents-one-object-1x64x64.safetensors"}}),
+    # images and clips alternating (half the steps each): the word meets more pictures, the model still sees motion
+    "mixed-logit-normal-narrow": ("half the steps on the clips' first frames (data.image_share 0.5), 1600 steps, "
+                                  "noise levels sigmoid(N(0, 0.5))", {
+        "steps": 1600, "timestep_sampling": "logit-normal", "timestep_shift": 1.0, "logit_std": 0.5,
+        "data": {"image_share": 0.5}}),
     # the same samples as the one-frame levers, as 17-frame clips: do the images help, or only their number?
     "logit-normal-narrow-2400": ("noise levels sigmoid(N(0, 0.5)), 2400 steps (4x the budget)", {
         "steps": 2400, "timestep_sampling": "logit-normal", "timestep_shift": 1.0, "logit_std": 0.5}),

@@ -80,13 +80,21 @@ class DiTTask(FlowMatchingTask):
                 fg = self._foreground_of([it["instance"] for it in items])
         emb = self.drop_captions(emb, gens)
         weight = None if fg is None else (1 + self.cfg.data.foreground_weight * fg).to(self.device)
+        if self.image_step(step):
+            x0, weight = x0[:, :, :1], None if weight is None else weight[:, :1]
         return {"x0": x0.to(self.device), "emb": emb.to(self.device), "gens": gens, "weight": weight}
+
+    def image_step(self, step: int) -> bool:
+        """Whether this step trains on images (data.image_share); keyed by the step alone, so every process and
+        micro-batch of a step agrees."""
+        share = self.cfg.data.image_share
+        return bool(share) and float(torch.rand(1, generator=step_generator(self.cfg.seed, 4, step))) < share
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
         xt, t, target = self.noisy(batch["x0"], batch["gens"])
         pred = self.view(xt, t, batch["emb"], module=model)
         loss = weighted_mse(pred, target, batch.get("weight"))
-        if self.cfg.data.motion_weight:
+        if self.cfg.data.motion_weight and pred.shape[2] > 1:  # (an image has no frame-to-frame change)
             loss = loss + self.cfg.data.motion_weight * motion_mse(pred, target, batch.get("weight"))
         return loss, {}
 
