@@ -21,6 +21,10 @@ def test_finished_run_with_same_settings_is_reused(tmp_path, capsys):
                                                   "log_every": 1}))
     assert again == out and (out / "final").stat().st_mtime_ns == stamp
     assert "reusing" in capsys.readouterr().out
+    # a config saved before a field existed (here data.image_share) reads with its default: still the same run
+    saved = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text("\n".join(l for l in saved.splitlines() if "image_share" not in l) + "\n")
+    assert train_or_reuse(cfg) == out and (out / "final").stat().st_mtime_ns == stamp
 
 
 def test_changed_settings_retrain_and_a_stopped_run_resumes(tmp_path):

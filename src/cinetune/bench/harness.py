@@ -64,6 +64,20 @@ def input_digest(cfg) -> str:
     return h.hexdigest()
 
 
+def _saved_settings(path: Path) -> dict | None:
+    """The settings of a run's saved config.yaml, read into today's TrainConfig (fields added since take their
+    defaults, so a run stays reusable when the config grows); None when it no longer fits (a field removed)."""
+    import yaml
+
+    from ..config import merge, to_yaml
+    from ..training import TrainConfig
+
+    try:
+        return _settings(yaml.safe_load(to_yaml(merge(TrainConfig(), yaml.safe_load(path.read_text()) or {}))))
+    except (CinetuneError, yaml.YAMLError):
+        return None
+
+
 def train_or_reuse(cfg) -> Path:
     """Train `cfg`, or reuse the finished run already in its output_dir when that run's saved config has the same
     settings (bookkeeping aside) and it started from the same weights (`input_digest`, saved as inputs.json); a run
@@ -82,7 +96,7 @@ def train_or_reuse(cfg) -> Path:
     out = Path(cfg.output_dir)
     saved, inputs = out / "config.yaml", out / "inputs.json"
     digest = input_digest(cfg)
-    same = saved.is_file() and _settings(yaml.safe_load(saved.read_text())) == _settings(yaml.safe_load(to_yaml(cfg))) \
+    same = saved.is_file() and _saved_settings(saved) == _settings(yaml.safe_load(to_yaml(cfg))) \
         and inputs.is_file() and json.loads(inputs.read_text()).get("sha256") == digest
     if same and (out / "final").is_dir():
         print(f"reusing the finished run {out}")
