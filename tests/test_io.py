@@ -1,0 +1,27 @@
+"""Atomic writes: the result replaces the old file in one rename, keeps it on failure, and has ordinary permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from cinetune.io import atomic_dir, atomic_path, write_text
+
+
+def test_atomic_writes_replace_keep_on_failure_and_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "one")
+        with pytest.raises(RuntimeError):
+            with atomic_path(tmp_path / "a.txt") as tmp:
+                tmp.write_text("half")
+                raise RuntimeError("interrupted")
+        assert (tmp_path / "a.txt").read_text() == "one" and len(list(tmp_path.iterdir())) == 1
+        assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644  # not mkstemp's private 0600
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("x")
+        assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755 and (tmp_path / "d" / "x").is_file()
+    finally:
+        os.umask(old)
