@@ -1,6 +1,6 @@
 """`cinetune bench shape-pilot`: which training lever makes a toy DiT use the shape word (toy world v2 issue,
-pilot). Every lever starts from the same point (the shipped toy-small), trains the same number of steps on the same
-one-object clips (preset toy-small-shape-pilot) and changes one thing; each run is then measured by shape read-back
+pilot). Every lever starts from the same point (the shipped toy-small), trains on the same one-object clips
+(preset toy-small-shape-pilot) and changes one thing (levers that change the step count say so); each run is then measured by shape read-back
 on held-out one-object prompts (bench.prompt_following: the toy annotator's majority shape) and by how much the
 loss on the object's latent cells rises when the shape word is swapped (the word's use; bench.prompt_following.
 word_sensitivity), at three noise levels."""
@@ -88,14 +88,15 @@ def run(out: Path, quick: bool = False) -> Path:
     rows = [("shipped toy-small (the common start)", "-", measure(_pipe(None), clips, prompts, stated, steps))]
     for name, (what, _) in LEVERS.items():
         run_dir = train_lever(name, quick)
-        wall = sec_per_step(run_dir) * lever_config(name, quick).steps / 60
-        rows.append((name, f"{what}; {sec_per_step(run_dir):.2f} s/step, {wall:.1f} min",
+        sec = sec_per_step(run_dir)
+        rows.append((name, f"{what}; {sec:.2f} s/step, {sec * lever_config(name, quick).steps / 60:.1f} min",
                      measure(_pipe(run_dir), clips, prompts, stated, steps)))
     cfg = lever_config("baseline", quick)
     lines = ["# Shape pilot: which lever makes toy-small use the shape word", "",
              f"`cinetune bench shape-pilot{' --quick' if quick else ''}`: every lever fine-tunes the shipped toy-small "
-             f"for {cfg.steps} steps x batch {cfg.batch_size} on {cfg.data.latent_cache} cached one-object clips "
-             f"(preset toy-small-shape-pilot, lr {cfg.optim.lr:g} unless the lever changes it), then generates {n} "
+             f"at batch {cfg.batch_size} on {cfg.data.latent_cache} cached one-object clips (preset "
+             f"toy-small-shape-pilot: {cfg.steps} steps, lr {cfg.optim.lr:g}, unless the lever changes them; its "
+             f"training wall time is in the second column), then generates {n} "
              f"held-out one-object prompts ({steps} steps, guidance 5). Read-back: fraction of videos whose shape / "
              "colour / motion read back as stated (chance: shape 1/7, colour 1/10). Word use: relative rise of the "
              "loss on the object's latent cells when the shape (colour) word is swapped, at noise level sigma; "
