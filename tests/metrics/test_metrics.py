@@ -101,7 +101,8 @@ def test_dynamic_degree_separates_frozen_from_moving():
     clip, _ = render_clip(1)
     moving, score = dynamic_degree(clip.video)
     frozen, fscore = dynamic_degree(np.repeat(clip.video[:1], 17, 0))
-    assert moving and not frozen and score > 1.0 and fscore < 1e-3
+    # Farneback leaves a few hundredths of a pixel on identical textured frames; the threshold is 1.5 px at 64x64
+    assert moving and not frozen and score > 1.0 and fscore < 0.05
 
 
 def test_first_frame_jump_flags_a_noisy_first_frame():

@@ -23,12 +23,14 @@ def test_prompt_parsing_recovers_the_scene_labels_of_every_caption_variant():
 
 
 def test_prompt_parsing_of_free_text():
-    got = prompt_labels("A blue star spins while a red ball bounces on a plain navy backdrop.")
+    got = prompt_labels("A blue star spins while a red circle bounces on a plain navy backdrop.")
     assert [GROUPS["shape"][i] for i in got["shape"]] == ["star", "circle"]
     assert [GROUPS["colour"][i] for i in got["colour"]] == ["blue", "red"]
     assert [GROUPS["motion"][i] for i in got["motion"]] == ["rotate", "bounce"]
     assert [GROUPS["background"][i] for i in got["background"]] == ["navy"]
     assert prompt_labels("a photo of a cat") == {g: [] for g in GROUPS}
+    got = prompt_labels("Someone with dark skin, long blond hair and green eyes in a red shirt nods on a grey backdrop.")
+    assert [GROUPS[g][got[g][0]] for g in ("skin", "hair", "action")] == ["dark", "blond", "nod"]
 
 
 def test_video_encoder_shapes_any_length_and_size():

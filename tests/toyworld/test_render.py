@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cinetune.toyworld import IDENTITIES, RenderConfig, ToyWorldDataset, render, render_clip, sample_scene
-from cinetune.toyworld.captions import MOTION_PHRASES, SHAPE_WORDS
+from cinetune.toyworld.captions import ACTION_PHRASES, MOTION_PHRASES, SHAPE_WORDS
 from cinetune.toyworld.roster import CLASS_ID
 
 SEEDS = range(40)
@@ -121,7 +121,9 @@ def test_caption_states_every_object_and_actor(seed):
         assert any(w in low for w in SHAPE_WORDS[o.shape])
         assert any(p in low for p in MOTION_PHRASES[o.motion])
     for a in clip.spec.actors:
-        assert IDENTITIES[a.identity].description() in low
+        assert IDENTITIES[a.identity].description(eyes=a.framing == "portrait") in low
+        phrases = ACTION_PHRASES[a.action]
+        assert any(p in low for p in (phrases[a.facing] if isinstance(phrases, dict) else phrases))
     assert clip.spec.background.colour in low
 
 

@@ -40,7 +40,7 @@ def _eval_loss(task, n: int = 6) -> float:
 
 
 def test_init_is_a_saved_directory_or_a_shipped_model_name(tmp_path):
-    from cinetune.backbones.presets import ASSETS
+    from cinetune.backbones.presets import PACKAGE_ASSETS as ASSETS
     from cinetune.training.config import init_dir
 
     # presets name shipped weights, so `cinetune train control --preset toy-control` works from any directory

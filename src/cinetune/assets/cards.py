@@ -12,7 +12,6 @@ import yaml
 from ..errors import CinetuneError
 from ..io import atomic_dir
 
-ASSETS = Path(__file__).resolve().parent
 def _training_wall_seconds(run: Path) -> float:
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     if not rows:
@@ -27,7 +26,7 @@ def _training_wall_seconds(run: Path) -> float:
     return total
 
 
-def export_asset(run: str | Path, name: str, root: Path = ASSETS) -> Path:
+def export_asset(run: str | Path, name: str, root: Path | None = None) -> Path:
     """Copy <run>/final/* into <root>/<name>/ and write <root>/<name>/README.md (the model card)."""
     run = Path(run)
     final = run / "final"
@@ -35,7 +34,9 @@ def export_asset(run: str | Path, name: str, root: Path = ASSETS) -> Path:
         raise CinetuneError(f"{run} has no final/ directory: finish training first")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     summary = json.loads((run / "summary.json").read_text())
-    dest = Path(root) / name
+    from ..backbones.presets import assets_root
+
+    dest = Path(root or assets_root()) / name
     with atomic_dir(dest) as tmp:
         for sub in final.iterdir():
             shutil.copytree(sub, tmp / sub.name)
@@ -140,7 +141,9 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
              + (f", random {d['crop']}x{d['crop']} crops" if d.get("crop") else ""),
              *_init_line(cfg),
              f"- Steps: {cfg['steps']} x batch {cfg['batch_size']} (x{summary.get('processes', 1)} processes)",
-             f"- Training wall time on this project's 2-core CPU: {wall / 60:.1f} min (sum of measured step times)",
+             f"- Training wall time: {wall / 60:.1f} min (sum of measured step times) on "
+             f"{summary.get('device', 'this project' + chr(39) + 's 2-core CPU')}"
+             + (f", {summary['precision']} autocast" if summary.get("precision", "no") != "no" else ", fp32"),
              f"- Final training loss: {summary.get('final_loss', float('nan')):.4f}"]
     if "val_psnr" in summary:
         lines.append(f"- Held-out reconstruction PSNR (8 clips, 17x64x64, seed {d['seed'] + 1}): "
@@ -148,8 +151,9 @@ def _card(name: str, cfg: dict, summary: dict, wall: float, dest: Path) -> str:
     if "val_chunk_flicker" in summary:
         lines.append(f"- Held-out chunk-boundary flicker (`metrics.chunk_flicker`, the same clips; about 1 for the "
                      f"rendered clips): **{summary['val_chunk_flicker']:.2f}**")
-    held_out = {k: v for k, v in summary.items() if k not in ("steps", "wall_seconds_this_run", "processes",
-                                                               "final_loss", "val_psnr", "val_chunk_flicker")}
+    held_out = {k: v for k, v in summary.items() if k not in ("steps", "wall_seconds_this_run", "processes", "device",
+                                                               "precision", "final_loss", "val_psnr",
+                                                               "val_chunk_flicker")}
     if held_out:
         lines.append(f"- Held-out evaluation ({cfg.get('num_validation')} clips of dataset seed {d['seed'] + 1}, never "
                      "trained on): " + ", ".join(f"**{k} = {v:.3f}**" for k, v in held_out.items()))

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import CinetuneError
 from .codec import FRAME_STATS, LatentCodec
-from .presets import ASSETS, PRESETS, BackbonePreset, get_preset, models_dir
+from .presets import PRESETS, assets_root, BackbonePreset, get_preset, models_dir
 from .text import TextEncoder, checkpoint_encoder, minilm_encoder
 from .view import VideoDiTView
 
@@ -71,7 +71,7 @@ def toy_codec(preset: BackbonePreset, random_init: bool = False) -> LatentCodec:
     `random_init`)."""
     from diffusers import AutoencoderKLWan
 
-    path = ASSETS / "toy-vae" / "vae"
+    path = assets_root() / "toy-vae" / "vae"
     if (path / "config.json").is_file():
         return LatentCodec.from_dir(AutoencoderKLWan.from_pretrained(path, use_safetensors=True), path)
     if random_init:
@@ -81,12 +81,12 @@ def toy_codec(preset: BackbonePreset, random_init: bool = False) -> LatentCodec:
     raise CinetuneError(f"shipped toy VAE missing at {path}; train it with `cinetune train base --preset toy-vae`")
 
 
-def _load_toy(preset: BackbonePreset, random_init: bool) -> Backbone:
+def _load_toy(preset: BackbonePreset, random_init: bool, weights: bool = True) -> Backbone:
     cls = _transformer_cls(preset.family)
-    wdir = ASSETS / preset.asset / "transformer" if preset.asset else None
-    if wdir is not None and (wdir / "config.json").is_file():
+    wdir = assets_root() / preset.asset / "transformer" if preset.asset else None
+    if weights and wdir is not None and (wdir / "config.json").is_file():
         transformer = cls.from_pretrained(wdir, use_safetensors=True, torch_dtype=torch.float32)
-    elif random_init:
+    elif random_init or not weights:
         transformer = cls(**preset.transformer)
     else:
         raise CinetuneError(f"no shipped weights for {preset.name} at {wdir}; train them with "
@@ -139,15 +139,17 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Ba
     return Backbone(preset, transformer, LatentCodec.from_dir(vae, root / "vae"), text, scheduler, source=str(root))
 
 
-def load_backbone(model: str, random_init: bool = False) -> Backbone:
+def load_backbone(model: str, random_init: bool = False, weights: bool = True) -> Backbone:
     """`model`: a preset name (toy presets load shipped weights; real presets look in the models directory) or a
-    path to a diffusers-format directory. `random_init` builds untrained toy models (for training from scratch)."""
+    path to a diffusers-format directory. `random_init` builds untrained toy models (for training from scratch);
+    `weights=False` builds a toy transformer from its config only, for a caller that loads its own weights into it
+    (the VAE and text encoder load as usual)."""
     p = Path(model).expanduser()
     if model not in PRESETS and (p.exists() or "/" in model or model.startswith(".")):
         return load_directory(p)
     preset = get_preset(model)
     if preset.is_toy:
-        return _load_toy(preset, random_init)
+        return _load_toy(preset, random_init, weights)
     root = models_dir() / preset.dirname
     if not root.is_dir():
         raise CinetuneError(f"{preset.name}: put the diffusers-format checkpoint at {root} (set CINETUNE_MODELS_DIR) "

@@ -8,13 +8,20 @@ from pathlib import Path
 
 from ..errors import CinetuneError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PACKAGE_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def assets_root() -> Path:
+    """Where shipped models are looked up: the package's assets, or $CINETUNE_ASSETS (a rebuild in progress:
+    `cinetune assets` trains every stage against its own staging folder, so no stage reads a half-replaced set)."""
+    env = os.environ.get("CINETUNE_ASSETS")
+    return Path(env).expanduser() if env else PACKAGE_ASSETS
 
 
 def find_saved(path: str | Path, subdir: str | None, marker: str) -> Path | None:
     """A saved directory named by its path, or by a shipped asset's name (<assets>/<name>/<subdir>): the first of the
     two that holds the file `marker`; None when neither does."""
-    for d in (Path(path), ASSETS / str(path) / subdir if subdir else None):
+    for d in (Path(path), assets_root() / str(path) / subdir if subdir else None):
         if d is not None and (d / marker).is_file():
             return d
     return None

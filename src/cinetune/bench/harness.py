@@ -47,14 +47,14 @@ def input_digest(cfg) -> str:
     retrained toy-large) differ here."""
     import hashlib
 
-    from ..backbones.presets import ASSETS, get_preset
+    from ..backbones.presets import assets_root, get_preset
     from ..methods.registry import methods
     from ..training.config import init_dir
 
     dirs = [Path(init_dir(cfg.init, "transformer"))] if cfg.init else []
     preset = get_preset(cfg.backbone) if not Path(cfg.backbone).exists() else None
     if preset is not None and preset.is_toy:
-        dirs += [ASSETS / "toy-vae"] + ([] if cfg.init else [ASSETS / preset.asset / "transformer"])
+        dirs += [assets_root() / "toy-vae"] + ([] if cfg.init else [assets_root() / preset.asset / "transformer"])
     if cfg.task in methods():
         section = getattr(cfg, methods()[cfg.task].section)
         dirs += section.input_dirs() if hasattr(section, "input_dirs") else []

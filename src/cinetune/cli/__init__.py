@@ -15,7 +15,7 @@ DEMO_PROMPTS = [
     "A red circle moves to the right on a plain navy backdrop.",
     "A large yellow star spins on a black background.",
     "On a beige background, a blue square bounces.",
-    "A person with short blond hair and a hat in an orange shirt waves on a grey background.",
+    "A person with tan skin, short blond hair, blue eyes and a hat in an orange shirt nods on a grey background.",
 ]
 
 
@@ -132,14 +132,14 @@ def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
     uncontrolled | ControlNeXt [| Scale-Adapter], side by side (same prompt, same seed)."""
     import numpy as np
 
-    from ..backbones.presets import ASSETS
+    from ..backbones.presets import assets_root
     from ..io import video_grid, write_video
     from ..methods.control.task import training_condition
     from ..methods.registry import load_adapter
     from ..pipelines import AdaptedPipeline
     from ..toyworld import clip_seed, render_clip
 
-    adapters = {name: load_adapter(asset) for name, asset in DEMO_ADAPTERS.items() if (ASSETS / asset).is_dir()}
+    adapters = {name: load_adapter(asset) for name, asset in DEMO_ADAPTERS.items() if (assets_root() / asset).is_dir()}
     kinds = adapters["controlnext"].kinds
     clips = [c for c in (render_clip(clip_seed(DEMO_CONTROL_SEED, i)) for i in range(64)) if c[0].keypoints.shape[1]][:2]
     rows = []
@@ -282,6 +282,20 @@ def cmd_eval(a: argparse.Namespace) -> None:
     print(md)
 
 
+def cmd_assets(a: argparse.Namespace) -> None:
+    from ..assets import recipe
+
+    root = Path(a.root).expanduser().resolve()
+    recipe.print_plan(root, jobs=a.jobs)
+    if a.plan:
+        return
+    if not a.install_only:
+        recipe.rebuild(root, jobs=a.jobs, only=a.only, threads=a.threads)
+    if a.install or a.install_only:
+        for p in recipe.install(root):
+            print(f"installed {p}")
+
+
 def cmd_presets(a: argparse.Namespace) -> None:
     from ..backbones import PRESETS
     from ..training import PRESETS as TRAIN
@@ -365,6 +379,16 @@ def _add_tools(sub) -> None:
     e.add_argument("--run", required=True)
     e.add_argument("--name", required=True, help="asset name, e.g. toy-large")
     e.set_defaults(fn=cmd_export_asset)
+
+    r = sub.add_parser("assets", help="rebuild every shipped toy model (resumable; prints the plan and an ETA)")
+    r.add_argument("--root", default="~/cinetune-runs/rebuild", help="the rebuild's folder: runs/, assets/, logs/")
+    r.add_argument("--jobs", type=int, default=1, help="stages trained at once (each on cores / jobs threads)")
+    r.add_argument("--threads", type=int, default=None, help="threads per stage (default: cores / jobs)")
+    r.add_argument("--only", nargs="+", metavar="STAGE", help="these stages and the ones they need")
+    r.add_argument("--plan", action="store_true", help="print the plan and exit")
+    r.add_argument("--install", action="store_true", help="then copy the rebuilt models into the package")
+    r.add_argument("--install-only", action="store_true", help="only copy a finished rebuild into the package")
+    r.set_defaults(fn=cmd_assets)
 
     p = sub.add_parser("presets", help="list model and training presets")
     p.set_defaults(fn=cmd_presets)

@@ -7,19 +7,22 @@ import re
 import numpy as np
 
 from ..toyworld.captions import ACTION_PHRASES, MOTION_PHRASES, SHAPE_WORDS
-from ..toyworld.roster import ACTIONS, BACKGROUND_COLOURS, COLOUR_NAMES, MOTIONS, SHAPES
+from ..toyworld.roster import (ACTIONS, BACKGROUND_COLOURS, COLOUR_NAMES, HAIR_COLOURS, IDENTITIES, MOTIONS,
+                               PORTRAIT_ACTIONS, SHAPES, SKIN_TONES)
 from ..toyworld.scene import SceneSpec
 
-# Attribute groups the toy video encoder predicts. All are multi-label (a clip holds several objects), except the
-# background's main colour.
+# Attribute groups the toy video encoder predicts. All are multi-label (a clip holds several objects and people),
+# except the background's main colour. Hair and skin are the people's (bald people state no hair colour).
 GROUPS: dict[str, tuple[str, ...]] = {
     "shape": SHAPES,
     "colour": COLOUR_NAMES,
     "motion": MOTIONS,
-    "action": ACTIONS,
+    "action": ACTIONS + PORTRAIT_ACTIONS,
+    "hair": tuple(HAIR_COLOURS),
+    "skin": tuple(SKIN_TONES),
     "background": tuple(BACKGROUND_COLOURS),
 }
-MULTI_LABEL = ("shape", "colour", "motion", "action")
+MULTI_LABEL = ("shape", "colour", "motion", "action", "hair", "skin")
 
 
 def scene_labels(spec: SceneSpec) -> dict[str, np.ndarray]:
@@ -30,7 +33,11 @@ def scene_labels(spec: SceneSpec) -> dict[str, np.ndarray]:
         out["colour"][COLOUR_NAMES.index(o.colour)] = 1
         out["motion"][MOTIONS.index(o.motion)] = 1
     for a in spec.actors:
-        out["action"][ACTIONS.index(a.action)] = 1
+        ident = IDENTITIES[a.identity]
+        out["action"][GROUPS["action"].index(a.action)] = 1
+        out["skin"][GROUPS["skin"].index(ident.skin)] = 1
+        if ident.hair_style != "bald":
+            out["hair"][GROUPS["hair"].index(ident.hair_colour)] = 1
     out["background"] = np.int64(GROUPS["background"].index(spec.background.colour))
     return out
 
@@ -46,14 +53,16 @@ _MOTION_OF = {p: m for m, ps in MOTION_PHRASES.items() for p in ps}
 _ACTION_OF = {p: a for a, ps in ACTION_PHRASES.items()
               for p in (ps[1] + ps[-1] if isinstance(ps, dict) else ps)}
 _ACTION = re.compile(rf"\bshirt ({_alternation(_ACTION_OF)})")
+_SKIN = re.compile(rf"\b({_alternation(SKIN_TONES)}) skin\b")
+_HAIR = re.compile(rf"\b(?:short|long|spiky) ({_alternation(HAIR_COLOURS)}) hair\b")
 _BACKGROUND = re.compile(rf"\b(?:an?|on|plain|from|striped|checkered) ({_alternation(BACKGROUND_COLOURS)})\b")
 
 
 def prompt_labels(prompt: str) -> dict[str, list[int]]:
     """Attributes a toy-world prompt states, as indices into GROUPS (empty lists for groups it does not mention).
 
-    Objects are read as "<colour> <shape word> [<motion phrase>]", actors as "... shirt <action phrase>" and the
-    background's main colour from its phrase, following the caption grammar in `toyworld.captions`."""
+    Objects are read as "<colour> <shape word> [<motion phrase>]", people as "<tone> skin", "<style> <colour> hair"
+    and "... shirt <action phrase>", and the background's main colour from its phrase, following the caption grammar in `toyworld.captions`."""
     text = prompt.lower()
     out: dict[str, list[int]] = {g: [] for g in GROUPS}
 
@@ -69,6 +78,10 @@ def prompt_labels(prompt: str) -> dict[str, list[int]]:
             add("motion", _MOTION_OF[motion])
     for phrase in _ACTION.findall(text):
         add("action", _ACTION_OF[phrase])
+    for tone in _SKIN.findall(text):
+        add("skin", tone)
+    for hair in _HAIR.findall(text):
+        add("hair", hair)
     bg = _BACKGROUND.search(text)
     if bg:
         add("background", bg.group(1))

@@ -23,11 +23,11 @@ def _classes():
 def load_toy_net(kind: str, path: str | None = None):
     """kind: video_encoder | identity_encoder | annotator. path: a directory written by save_pretrained (default:
     the shipped asset). Returned in eval mode, frozen; cached per (kind, path)."""
-    from ..assets.cards import ASSETS
+    from ..backbones.presets import assets_root
 
     if kind not in ASSET_DIRS:
         raise CinetuneError(f"unknown toy network {kind!r}; known: {', '.join(ASSET_DIRS)}")
-    folder = Path(path) if path else ASSETS / ASSET_DIRS[kind] / kind
+    folder = Path(path) if path else assets_root() / ASSET_DIRS[kind] / kind
     if not (folder / "config.json").is_file():
         raise CinetuneError(f"toy network {kind}: no config.json under {folder} (train it with `cinetune train "
                             f"features --preset toy-{kind.replace('_', '-')}` and export it)")

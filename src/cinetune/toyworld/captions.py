@@ -9,10 +9,8 @@ import numpy as np
 from .roster import IDENTITIES
 from .scene import ActorSpec, ObjectSpec, SceneSpec
 
-SHAPE_WORDS = {
-    "circle": ["circle", "disc", "ball"], "square": ["square", "box", "block"], "triangle": ["triangle"],
-    "star": ["star"], "diamond": ["diamond", "rhombus"], "hexagon": ["hexagon"], "cross": ["cross", "plus sign"],
-}
+# One word per shape: a synonym splits the little signal a shape word carries between several text features.
+SHAPE_WORDS = {s: [s] for s in ("circle", "square", "triangle", "star", "heart", "ring", "cross")}
 MOTION_PHRASES = {
     "left": ["moves to the left", "slides left", "drifts leftward"],
     "right": ["moves to the right", "slides right", "drifts rightward"],
@@ -29,6 +27,11 @@ ACTION_PHRASES = {
     "walk": {1: ["walks to the right", "strolls right"], -1: ["walks to the left", "strolls left"]},
     "wave": ["waves", "waves a hand", "is waving"],
     "jump": ["jumps", "jumps up and down", "is jumping"],
+    # portrait scenes
+    "turn": ["turns their head", "looks to the side"],
+    "nod": ["nods", "nods their head"],
+    "talk": ["talks", "is talking"],
+    "walk past": {1: ["walks past to the right"], -1: ["walks past to the left"]},
 }
 PERSON_WORDS = ["a person", "a figure", "someone"]
 BACKGROUND_PHRASES = {
@@ -53,7 +56,8 @@ def actor_phrase(a: ActorSpec, rng: np.random.Generator) -> str:
     action = ACTION_PHRASES[a.action]
     verb = _pick(rng, action[a.facing] if isinstance(action, dict) else action)
     article = "an" if ident.shirt[0] in "aeiou" else "a"
-    return f"{_pick(rng, PERSON_WORDS)} with {ident.description()} in {article} {ident.shirt} shirt {verb}"
+    desc = ident.description(eyes=a.framing == "portrait")
+    return f"{_pick(rng, PERSON_WORDS)} with {desc} in {article} {ident.shirt} shirt {verb}"
 
 
 def caption(spec: SceneSpec, variant: int = 0) -> str:

@@ -14,6 +14,7 @@ _TROUSERS = np.array((45, 45, 80), np.float32)
 _HAT = np.array((120, 20, 30), np.float32)
 _BOW = np.array((250, 60, 140), np.float32)
 _GLASSES = np.array((10, 10, 10), np.float32)
+_MOUTH = np.array((150, 30, 40), np.float32)
 
 
 @dataclass
@@ -107,9 +108,9 @@ def _object_track(o: ObjectSpec, g: _Grid) -> tuple[np.ndarray, np.ndarray, np.n
         x = x + 0.18 * g.W * np.cos(w)
         y = y + 0.18 * g.H * np.sin(w)
     elif o.motion == "grow":
-        r = r * np.exp(0.35 * g.tc)
+        r = r * np.exp(0.25 * g.tc)
     elif o.motion == "shrink":
-        r = r * np.exp(-0.35 * g.tc)
+        r = r * np.exp(-0.25 * g.tc)
     elif o.motion == "rotate":
         ang = ang + 2 * np.pi * 0.35 * g.t
     return x, y, r, ang
@@ -120,22 +121,23 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "circle":
         return u * u + v * v < 1.0
     if shape == "square":
-        return np.maximum(np.abs(u), np.abs(v)) < 0.8
-    if shape == "diamond":
-        return np.abs(u) + np.abs(v) < 1.0
+        return np.maximum(np.abs(u), np.abs(v)) < 0.85
+    if shape == "heart":  # (x^2 + y^2 - 1)^3 < x^2 y^3, y up, point at the bottom
+        x, y = 1.15 * u, -1.15 * v + 0.15
+        return (x * x + y * y - 1) ** 3 < x * x * y ** 3
+    if shape == "ring":
+        rho2 = u * u + v * v
+        return (rho2 < 1.0) & (rho2 > 0.5 ** 2)
     if shape == "triangle":
         u, v = u / 1.15, v / 1.15 - 0.15
         return (v < 0.5) & (-0.866 * u - 0.5 * v < 0.5) & (0.866 * u - 0.5 * v < 0.5)
-    if shape == "hexagon":
-        au, av = np.abs(u), np.abs(v)
-        return (av < 0.85) & (0.866 * au + 0.5 * av < 0.9)
     if shape == "star":
         rho = np.sqrt(u * u + v * v)
         th = np.arctan2(u, -v)
         return rho < 0.45 + 0.6 * ((1 + np.cos(5 * th)) / 2) ** 2
     if shape == "cross":
         au, av = np.abs(u), np.abs(v)
-        return (np.minimum(au, av) < 0.3) & (np.maximum(au, av) < 0.95)
+        return (np.minimum(au, av) < 0.32) & (np.maximum(au, av) < 1.0)
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -164,6 +166,14 @@ def _limb(start: np.ndarray, angle: np.ndarray, length: float) -> np.ndarray:
 
 def actor_keypoints(a: ActorSpec, g: _Grid, pan_px: np.ndarray) -> np.ndarray:
     """(F,18,2) keypoints in pixels, OpenPose-18 order (person's right = image left, facing the camera)."""
+    kp = _portrait_keypoints(a, g) if a.framing == "portrait" else _figure_keypoints(a, g)
+    kp[..., 0] += a.x * g.W - pan_px[:, None]
+    kp[..., 1] += a.y * g.H
+    return kp
+
+
+def _figure_keypoints(a: ActorSpec, g: _Grid) -> np.ndarray:
+    """Stick figure keypoints (F,18,2) in pixels around the hip centre."""
     F, t = g.F, g.t
     bh = a.scale * g.unit
     zero = np.zeros(F, np.float32)
@@ -206,17 +216,53 @@ def actor_keypoints(a: ActorSpec, g: _Grid, pan_px: np.ndarray) -> np.ndarray:
     kp[:, 10] = _limb(kp[:, 9], leg_r - knee_r, _SHIN)
     kp[:, 12] = _limb(kp[:, 11], leg_l, _THIGH)
     kp[:, 13] = _limb(kp[:, 12], leg_l - knee_l, _SHIN)
-    head = neck + np.array([0.0, -_HEAD_R - 0.02], np.float32)
-    kp[:, 0] = head
-    kp[:, 14] = head + np.array([-0.045, -0.01])
-    kp[:, 15] = head + np.array([0.045, -0.01])
-    kp[:, 16] = head + np.array([-0.11, 0.0])
-    kp[:, 17] = head + np.array([0.11, 0.0])
+    kp[:, 0] = neck + np.array([0.0, -_HEAD_R - 0.02], np.float32)
+    _face_keypoints(kp, _HEAD_R, zero, zero)
     kp[..., 0] += dx[:, None]
     kp[..., 1] += dy[:, None]
-    kp *= bh
-    kp[..., 0] += a.x * g.W - pan_px[:, None]
-    kp[..., 1] += a.y * g.H
+    return kp * bh
+
+
+def _face_keypoints(kp: np.ndarray, hr: float, du: np.ndarray, dv: np.ndarray) -> None:
+    """Eyes and ears around the nose keypoint kp[:, 0], in place; head radius `hr`, features shifted by (du, dv)
+    head radii (a turned or nodding head)."""
+    head = kp[:, 0].copy()
+    shift = np.stack([du, dv], -1) * hr
+    for k, (x, y) in zip((14, 15, 16, 17), ((-0.4, -0.05), (0.4, -0.05), (-0.95, 0.0), (0.95, 0.0))):
+        kp[:, k] = head + np.array([x, y], np.float32) * hr + shift * (0.3 if k >= 16 else 1.0)
+    kp[:, 0] = head + shift + np.array([0.0, 0.2 * hr], np.float32)
+
+
+# Portrait body in head radii around the head centre (y down); joints below the frame come out invisible.
+_PORTRAIT_JOINTS = {1: (0.0, 1.45), 2: (-1.6, 1.95), 5: (1.6, 1.95), 3: (-1.9, 3.7), 6: (1.9, 3.7), 4: (-1.7, 5.3),
+                    7: (1.7, 5.3), 8: (-0.8, 5.4), 11: (0.8, 5.4), 9: (-0.8, 7.6), 12: (0.8, 7.6), 10: (-0.8, 9.8),
+                    13: (0.8, 9.8)}
+
+
+def _portrait_motion(a: ActorSpec, g: _Grid) -> tuple[np.ndarray, ...]:
+    """Per-frame (dx px, head dy in head radii, feature shift du in head radii, mouth opening 0..1)."""
+    zero = np.zeros(g.F, np.float32)
+    dx, dy, du, mouth = zero, zero, zero, zero
+    if a.action == "walk past":
+        dx = a.facing * 0.3 * g.W * g.tc
+    elif a.action == "nod":
+        dy = 0.18 * np.sin(2 * np.pi * 1.2 * g.t)
+    elif a.action == "turn":
+        du = a.facing * 0.45 * np.sin(2 * np.pi * 0.45 * g.t)
+    elif a.action == "talk":
+        mouth = 0.5 - 0.5 * np.cos(2 * np.pi * 2.5 * g.t)
+    return dx.astype(np.float32), dy.astype(np.float32), du.astype(np.float32), mouth.astype(np.float32)
+
+
+def _portrait_keypoints(a: ActorSpec, g: _Grid) -> np.ndarray:
+    hr = a.scale * g.unit
+    dx, dy, du, _ = _portrait_motion(a, g)
+    kp = np.zeros((g.F, 18, 2), np.float32)
+    for k, (x, y) in _PORTRAIT_JOINTS.items():
+        kp[:, k] = np.array([x, y], np.float32) * hr
+    kp[:, 0, 1] = dy * hr  # the head centre
+    _face_keypoints(kp, hr, du, dy * 0)
+    kp[..., 0] += dx[:, None]
     return kp
 
 
@@ -230,73 +276,108 @@ def _segment_dist(p: np.ndarray, q: np.ndarray, xs: np.ndarray, ys: np.ndarray) 
     return np.sqrt((px - h * d[..., 0]) ** 2 + (py - h * d[..., 1]) ** 2)
 
 
+def _head(ident, u: np.ndarray, v: np.ndarray, du: np.ndarray, mouth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Head mask (F,h,w) and colours (F,h,w,3) in head-radius coordinates (u, v) around the head centre; the eyes,
+    mouth and glasses move with the feature shift du (F,1,1) (a turning head), the hair and hat do not."""
+    skin = np.array(SKIN_TONES[ident.skin], np.float32)
+    rho2 = u * u + v * v
+    head = rho2 < 1.0
+    fc = np.zeros(head.shape + (3,), np.float32)
+    fc[head] = skin
+    style = ident.hair_style
+    if style != "bald":
+        cap = (rho2 < 1.25 ** 2) & (v < -0.35)
+        if style == "long":
+            cap |= (rho2 < 1.25 ** 2) & (np.abs(u) > 0.7) & (v < 0.9)
+        if style == "spiky":
+            cap |= (v < -0.3) & (v > -1.7) & (np.abs(u) < 1.0) & (-v - 0.9 < 0.8 * np.abs(np.cos(2.5 * np.pi * u)))
+        fc[cap] = HAIR_COLOURS[ident.hair_colour]
+        head |= cap
+    uf = u - du
+    eyes = ((np.abs(uf) - 0.4) ** 2 + (v + 0.05) ** 2) < 0.28 ** 2
+    if ident.accessory == "glasses":
+        fc[(np.abs(v + 0.05) < 0.3) & (np.abs(uf) < 0.95) & head] = _GLASSES
+    fc[eyes & head] = EYE_COLOURS[ident.eyes]
+    lips = (np.abs(uf) < 0.32) & (np.abs(v - 0.5) < 0.07 + 0.16 * mouth) & head
+    fc[lips] = _MOUTH
+    if ident.accessory == "hat":
+        hat = ((v < -0.75) & (v > -1.9) & (np.abs(u) < 0.8)) | ((v < -0.75) & (v > -1.05) & (np.abs(u) < 1.4))
+        fc[hat] = _HAT
+        head |= hat
+    elif ident.accessory == "bow":
+        bow = ((np.abs(u - 0.75) < 0.55) & (np.abs(v + 0.95) < 0.35 * (0.3 + np.abs(u - 0.75) / 0.55)))
+        fc[bow] = _BOW
+        head |= bow
+    return head, fc
+
+
+def _box(kp: np.ndarray, margin: float, g: _Grid) -> tuple[int, int, int, int]:
+    x0 = int(max(0, np.floor(kp[..., 0].min() - margin)))
+    x1 = int(min(g.W, np.ceil(kp[..., 0].max() + margin)))
+    y0 = int(max(0, np.floor(kp[..., 1].min() - margin)))
+    y1 = int(min(g.H, np.ceil(kp[..., 1].max() + margin)))
+    return x0, x1, y0, y1
+
+
+def _figure_body(ident, kp: np.ndarray, bh: float, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stick figure body mask and colours: limbs >= 3 px thick at the toy size, so they survive the toy VAE."""
+    lim = np.array([LIMBS[i] for i in BODY_LIMBS])
+    dist = _segment_dist(kp[:, lim[:, 0]], kp[:, lim[:, 1]], xs, ys)  # (F,12,h,w)
+    shirt = np.array(COLOURS[ident.shirt], np.float32)
+    skin = np.array(SKIN_TONES[ident.skin], np.float32)
+    # Part colours by limb: shoulders/upper arms/torso in the shirt, forearms skin, legs trousers.
+    limb_colour = [shirt, shirt, shirt, skin, shirt, skin, shirt, _TROUSERS, _TROUSERS, shirt, _TROUSERS, _TROUSERS]
+    on = dist < 0.045 * bh + 0.6
+    mid_hip = (kp[:, 8] + kp[:, 11]) / 2
+    torso = _segment_dist(kp[:, None, 1], mid_hip[:, None], xs, ys)[:, 0] < 0.1 * bh + 0.5
+    col = np.zeros(on.shape[:1] + on.shape[2:] + (3,), np.float32)
+    for li in range(len(BODY_LIMBS) - 1, -1, -1):
+        col[on[:, li]] = limb_colour[li]
+    col[torso] = shirt
+    return on.any(1) | torso, col
+
+
+def _portrait_body(ident, kp: np.ndarray, hr: float, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shoulders, upper arms and chest in the shirt colour, and the neck in skin."""
+    seg = lambda i, j: _segment_dist(kp[:, None, i], kp[:, None, j], xs, ys)[:, 0]  # noqa: E731
+    mid_hip = (kp[:, 8] + kp[:, 11]) / 2
+    chest = _segment_dist(kp[:, None, 1], mid_hip[:, None], xs, ys)[:, 0] < 1.35 * hr
+    shirt = chest | (seg(2, 5) < 0.5 * hr) | (seg(2, 3) < 0.5 * hr) | (seg(5, 6) < 0.5 * hr)
+    head_centre = kp[:, 0] - np.array([0.0, 0.2 * hr], np.float32)
+    neck = _segment_dist(head_centre[:, None], kp[:, None, 1], xs, ys)[:, 0] < 0.38 * hr
+    col = np.zeros(shirt.shape + (3,), np.float32)
+    col[shirt] = COLOURS[ident.shirt]
+    col[neck] = SKIN_TONES[ident.skin]
+    return shirt | neck, col
+
+
 def _actor_layers(a: ActorSpec, idx: int, kp: np.ndarray, g: _Grid, inst: int) -> tuple[_Layer, _Layer]:
     """Body and face layers of actor `idx` (face slot idx+1)."""
     ident = IDENTITIES[a.identity]
     F, H, W = g.F, g.H, g.W
-    bh = a.scale * g.unit
-    # Work inside the actor's bounding box only: the figure covers a small part of the frame.
-    m = 0.2 * bh + 2
-    x0 = int(max(0, np.floor(kp[..., 0].min() - m)))
-    x1 = int(min(W, np.ceil(kp[..., 0].max() + m)))
-    y0 = int(max(0, np.floor(kp[..., 1].min() - m)))
-    y1 = int(min(H, np.ceil(kp[..., 1].max() + m)))
+    portrait = a.framing == "portrait"
+    hr = a.scale * g.unit if portrait else _HEAD_R * a.scale * g.unit
+    # Work inside the actor's bounding box only: the figure covers a part of the frame.
+    x0, x1, y0, y1 = _box(kp, 2.2 * hr + 2, g)
     body = np.zeros((F, H, W), bool)
     face = np.zeros((F, H, W), bool)
     col = np.zeros((F, H, W, 3), np.float32)
     fcol = np.zeros((F, H, W, 3), np.float32)
     if x1 > x0 and y1 > y0:
         xs, ys = g.x[x0:x1], g.y[y0:y1]
-        lim = np.array([LIMBS[i] for i in BODY_LIMBS])
-        dist = _segment_dist(kp[:, lim[:, 0]], kp[:, lim[:, 1]], xs, ys)  # (F,12,h,w)
-        rad = 0.035 * bh + 0.6
-        shirt = np.array(COLOURS[ident.shirt], np.float32)
-        skin = np.array(SKIN_TONES[ident.skin], np.float32)
-        # Part colours by limb: shoulders/upper arms/torso in the shirt, forearms skin, legs trousers.
-        limb_colour = [shirt, shirt, shirt, skin, shirt, skin, shirt, _TROUSERS, _TROUSERS, shirt, _TROUSERS, _TROUSERS]
-        on = dist < rad
-        # Torso: a thick segment from the neck to the hip centre.
-        mid_hip = (kp[:, 8] + kp[:, 11]) / 2
-        torso = _segment_dist(kp[:, None, 1], mid_hip[:, None], xs, ys)[:, 0] < 0.09 * bh + 0.5
-        crop = np.zeros(on.shape[:1] + on.shape[2:] + (3,), np.float32)
-        for li in range(len(BODY_LIMBS) - 1, -1, -1):
-            crop[on[:, li]] = limb_colour[li]
-        crop[torso] = shirt
-        body[:, y0:y1, x0:x1] = on.any(1) | torso
-        col[:, y0:y1, x0:x1] = crop
-        # Head and face features, in head-radius units around the nose keypoint.
-        hr = _HEAD_R * bh
-        u = (xs[None, None, :] - kp[:, 0, 0, None, None]) / hr
-        v = (ys[None, :, None] - kp[:, 0, 1, None, None]) / hr
-        rho2 = u * u + v * v
-        head = rho2 < 1.0
-        fc = np.zeros(head.shape + (3,), np.float32)
-        fc[head] = skin
-        hair_c = np.array(HAIR_COLOURS[ident.hair_colour], np.float32)
-        style = ident.hair_style
-        if style != "bald":
-            cap = (rho2 < 1.25 ** 2) & (v < -0.35)
-            if style == "long":
-                cap |= (rho2 < 1.25 ** 2) & (np.abs(u) > 0.7) & (v < 0.9)
-            if style == "spiky":
-                cap |= (v < -0.3) & (v > -1.7) & (np.abs(u) < 1.0) & (-v - 0.9 < 0.8 * np.abs(np.cos(2.5 * np.pi * u)))
-            fc[cap] = hair_c
-            head |= cap
-        eyes = ((np.abs(u) - 0.4) ** 2 + (v + 0.05) ** 2) < 0.28 ** 2
-        if ident.accessory == "glasses":
-            frame = (np.abs(v + 0.05) < 0.3) & (np.abs(u) < 0.95) & head
-            fc[frame] = _GLASSES
-        fc[eyes & head] = EYE_COLOURS[ident.eyes]
-        if ident.accessory == "hat":
-            hat = ((v < -0.75) & (v > -1.9) & (np.abs(u) < 0.8)) | ((v < -0.75) & (v > -1.05) & (np.abs(u) < 1.4))
-            fc[hat] = _HAT
-            head |= hat
-        elif ident.accessory == "bow":
-            bow = ((np.abs(u - 0.75) < 0.55) & (np.abs(v + 0.95) < 0.35 * (0.3 + np.abs(u - 0.75) / 0.55)))
-            fc[bow] = _BOW
-            head |= bow
-        face[:, y0:y1, x0:x1] = head
-        fcol[:, y0:y1, x0:x1] = fc
+        if portrait:
+            _, dy, du, mouth = _portrait_motion(a, g)
+            centre = kp[:, 0] - np.array([0.0, 0.2 * hr], np.float32) - (du * hr)[:, None] * np.array([1.0, 0.0])
+            m, c = _portrait_body(ident, kp, hr, xs, ys)
+        else:
+            du, mouth = np.zeros(F, np.float32), np.zeros(F, np.float32)
+            centre = kp[:, 0] - np.array([0.0, 0.2 * hr], np.float32)
+            m, c = _figure_body(ident, kp, a.scale * g.unit, xs, ys)
+        body[:, y0:y1, x0:x1], col[:, y0:y1, x0:x1] = m, c
+        u = (xs[None, None, :] - centre[:, 0, None, None]) / hr
+        v = (ys[None, :, None] - centre[:, 1, None, None]) / hr
+        m, c = _head(ident, u, v, du[:, None, None], mouth[:, None, None])
+        face[:, y0:y1, x0:x1], fcol[:, y0:y1, x0:x1] = m, c
     return (_Layer(body, col, a.depth, inst, CLASS_ID["person"]),
             _Layer(face, fcol, a.depth - 1e-3, inst, CLASS_ID["face"], face=idx + 1))
 
@@ -309,7 +390,7 @@ def _skeleton_image(kps: list[np.ndarray], g: _Grid, visible: list[np.ndarray] |
         return img
     lim = np.array(LIMBS)
     colours = np.array(LIMB_COLOURS, np.uint8)
-    width = max(0.7, 0.018 * g.unit)
+    width = max(0.7, 0.022 * g.unit)
     for j, kp in enumerate(kps):
         dist = _segment_dist(kp[:, lim[:, 0]], kp[:, lim[:, 1]], g.x, g.y)  # (F,17,H,W)
         on = dist < width

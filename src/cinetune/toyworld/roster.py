@@ -19,8 +19,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 COLOUR_NAMES = tuple(COLOURS)
 
-SHAPES = ("circle", "square", "triangle", "star", "diamond", "hexagon", "cross")
-SIZES = {"small": 0.11, "medium": 0.15, "large": 0.2}  # radius as a fraction of min(H, W)
+# Seven silhouettes that stay apart at the DiT's token size (8x8 px at 64x64: VAE 4x, patch 2): each differs from the
+# others in its outline or its inside (the ring's hole), not only in corners a few pixels deep. (World v1's diamond and
+# hexagon were near-twins of the square and the circle at that size; their class ids went to the heart and the ring.)
+SHAPES = ("circle", "square", "triangle", "star", "heart", "ring", "cross")
+# Radius as a fraction of min(H, W): the smallest object spans about 3 tokens across (26 px at 64x64 for the circle,
+# 22 px for the square's side), and each size is 1.25x the one below, so sizes stay distinguishable.
+SIZES = {"small": 0.2, "medium": 0.25, "large": 0.31}
 
 # Muted background colours (kept away from the object palette so objects stay visible).
 BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -36,7 +41,10 @@ BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
 BACKGROUND_KINDS = ("flat", "gradient", "stripes", "checker")
 
 MOTIONS = ("left", "right", "up", "down", "bounce", "orbit", "grow", "shrink", "rotate", "still")
-ACTIONS = ("walk", "wave", "jump")
+ACTIONS = ("walk", "wave", "jump")  # full-body figures
+# Portrait scenes' small motions (shoulders-up people; `toyworld.render` draws them in head-radius units).
+PORTRAIT_ACTIONS = ("turn", "nod", "talk", "walk past")
+SCENE_KINDS = ("objects", "figures", "portrait", "mixed")
 
 # Classes for the class-segmentation map: background, one per shape, person body, face.
 CLASSES = ("background",) + SHAPES + ("person", "face")
@@ -63,11 +71,15 @@ class Identity:
     accessory: str
     shirt: str
 
-    def description(self) -> str:
-        """Short noun phrase used by the caption grammar."""
-        hair = "no hair" if self.hair_style == "bald" else f"{self.hair_style} {self.hair_colour} hair"
-        acc = {"none": "", "glasses": " and glasses", "hat": " and a hat", "bow": " and a bow"}[self.accessory]
-        return f"{hair}{acc}"
+    def description(self, eyes: bool = False) -> str:
+        """Noun phrase for the caption grammar: skin, hair, accessory and (portraits, where eyes are big enough to
+        see) the eye colour, e.g. "tan skin, long red hair, green eyes and glasses"."""
+        parts = [f"{self.skin} skin", "no hair" if self.hair_style == "bald" else f"{self.hair_style} {self.hair_colour} hair"]
+        if eyes:
+            parts.append(f"{self.eyes} eyes")
+        if self.accessory != "none":
+            parts.append({"glasses": "glasses", "hat": "a hat", "bow": "a bow"}[self.accessory])
+        return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _build_roster() -> tuple[Identity, ...]:

@@ -15,8 +15,8 @@ class DataConfig:
     frames: int = 17
     height: int = 64
     width: int = 64
-    max_objects: int = 3
-    max_actors: int = 2
+    max_objects: int = 2  # caps of the toy world's scene sampler (toyworld.sample_scene)
+    max_actors: int = 3
     latent_cache: int = 0  # >0: pre-encode this many clips once (DiT tasks); the VAE is frozen so this is exact
     cache_path: str = ""  # where the cache lives (shared between runs); default: <output_dir>/latents.safetensors
     clip_cache: int = 0  # feature-network tasks: render this many clips once into memory
@@ -62,7 +62,7 @@ class BaseTrainConfig:
     steps: int = 1000
     batch_size: int = 8  # per process
     grad_accum: int = 1
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" | "auto" (bf16 where the hardware has it: trainer)
     gradient_checkpointing: bool = False
     ema_decay: float = 0.0  # 0 disables EMA
     seed: int = 0
@@ -75,6 +75,9 @@ class BaseTrainConfig:
     # VAE only, with decoder_only and init: > 0 replaces the decoder by a freshly initialised one of this base width
     # (diffusers' decoder_base_dim); the encoder and latent statistics are kept, so DiTs trained on them stay valid.
     decoder_base_dim: int = 0
+    # VAE only, without init: > 0 builds the VAE at this base width instead of the backbone preset's (encoder and
+    # decoder; diffusers' base_dim).
+    vae_base_dim: int = 0
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -98,8 +101,8 @@ class BaseTrainConfig:
             raise CinetuneError(f"timestep_sampling must be one of {', '.join(SAMPLINGS)} with logit_std > 0 and "
                                 f"timestep_shift > 0, got {self.timestep_sampling!r}, {self.logit_std}, "
                                 f"{self.timestep_shift}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise CinetuneError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+            raise CinetuneError(f"mixed_precision must be no, bf16, fp16 or auto, got {self.mixed_precision!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise CinetuneError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.task in methods():
@@ -108,6 +111,8 @@ class BaseTrainConfig:
                                                                        and self.init)):
             raise CinetuneError(f"decoder_base_dim must be 0, or > 0 for a vae task with decoder_only=true and an "
                                 f"init to keep the encoder of; got {self.decoder_base_dim}")
+        if self.vae_base_dim < 0 or (self.vae_base_dim and (self.task != "vae" or self.init)):
+            raise CinetuneError(f"vae_base_dim must be 0, or > 0 for a vae task without init; got {self.vae_base_dim}")
         d = self.data
         if not 0.0 <= d.image_share <= 1.0:
             raise CinetuneError(f"data.image_share must be in [0, 1], got {d.image_share}")
@@ -200,6 +205,31 @@ PRESETS: dict[str, dict] = {
                                             cache_path="runs/latents-one-object-17x64x64.safetensors"),
                                   optim=dict(lr=2e-4, warmup_steps=20), checkpoint_every=300, num_validation=1,
                                   validation_steps=10),
+    # World v2 rebuild (`cinetune assets`; docs/toy-models-and-history.md, "World v2"). Stage one: the whole VAE at
+    # twice the width of world v1's on 9-frame crops; stage two: the whole VAE again on 17-frame clips (the DiTs'
+    # length, so the causal cache chain is trained to it) with the pixel temporal-difference term against the
+    # chunk-boundary flicker, which a decoder alone could not remove.
+    "toy-vae-v2": dict(task="vae", backbone="toy-small", output_dir="runs/toy-vae", vae_base_dim=32, steps=3000,
+                       batch_size=8, data=dict(frames=9, crop=32), optim=dict(lr=1e-3, warmup_steps=50),
+                       checkpoint_every=250, log_every=10, validate_every=500),
+    "toy-vae-v2-2": dict(task="vae", backbone="toy-small", init="runs/toy-vae/final/vae", output_dir="runs/toy-vae-2",
+                         steps=1500, batch_size=8, data=dict(frames=17, crop=32, motion_weight=4.0),
+                         optim=dict(lr=3e-4, warmup_steps=20), checkpoint_every=250, log_every=10, validate_every=500),
+    # Both DiTs from scratch on the v2 VAE's latents, sharing one cache; a quarter of the steps on images (a clip's
+    # first latent frame) and noise levels drawn logit-normal, which weighs the middle levels where the caption decides
+    # the picture (the shape pilot, benchmarks/results/shape-pilot.md).
+    "toy-small-v2": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=4000, batch_size=16,
+                         mixed_precision="auto",
+                         ema_decay=0.995, timestep_sampling="logit-normal",
+                         data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
+                                   motion_weight=1.0, image_share=0.25),
+                         optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250, validate_every=1000),
+    "toy-large-v2": dict(task="dit", backbone="toy-large", output_dir="runs/toy-large", steps=6000, batch_size=8,
+                         mixed_precision="auto",
+                         ema_decay=0.998, timestep_sampling="logit-normal",
+                         data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
+                                   motion_weight=1.0, image_share=0.25),
+                         optim=dict(lr=3e-4, warmup_steps=100), checkpoint_every=250, validate_every=1000),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),
@@ -233,14 +263,14 @@ _add_method_presets()
 def init_dir(init: str, component: str | None = None) -> str:
     """`init` (a save_pretrained directory, or the name of a shipped model whose `component` folder is meant, e.g.
     "toy-large" -> the packaged toy-large transformer) -> the directory to load; "" stays "" (fresh weights)."""
-    from ..backbones.presets import ASSETS, find_saved
+    from ..backbones.presets import assets_root, find_saved
 
     if not init:
         return ""
     found = find_saved(init, component, "config.json")
     if found is not None:
         return str(found)
-    shipped = sorted(p.name for p in ASSETS.iterdir() if component and (p / component / "config.json").is_file())
+    shipped = sorted(p.name for p in assets_root().iterdir() if component and (p / component / "config.json").is_file())
     raise CinetuneError(f"init {init!r}: not a saved model directory (no config.json)"
                         + (f" nor a shipped model ({', '.join(shipped)})" if shipped else ""))
 

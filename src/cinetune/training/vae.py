@@ -82,7 +82,7 @@ class VAETask(Task):
             if cfg.decoder_base_dim:
                 vae = _with_new_decoder(vae, cfg.decoder_base_dim)
         else:
-            vae = AutoencoderKLWan(**preset.vae)
+            vae = AutoencoderKLWan(**{**preset.vae, **({"base_dim": cfg.vae_base_dim} if cfg.vae_base_dim else {})})
             # Start nearly deterministic (posterior std e^-3): with a small KL weight, a unit-variance start buries
             # the latent mean in sampling noise and reconstruction stalls for hundreds of steps.
             with torch.no_grad():

@@ -47,13 +47,13 @@ class ScaleConfig:
 
     def input_dirs(self) -> list:
         """Weights a run depends on besides the large model: the small backbone's and its control adapter's."""
-        from ...backbones.presets import ASSETS, get_preset
+        from ...backbones.presets import assets_root, get_preset
         from ...core import find_manifest
         from ..control.model import MANIFEST
 
         small = get_preset(self.small_backbone)
         found = find_manifest(self.small, [MANIFEST])
-        return ([ASSETS / small.asset / "transformer"] if small.is_toy else []) + ([found[0]] if found else [])
+        return ([assets_root() / small.asset / "transformer"] if small.is_toy else []) + ([found[0]] if found else [])
 
 
 PRESETS: dict[str, dict] = {
