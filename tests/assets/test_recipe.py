@@ -73,3 +73,15 @@ def test_the_shipped_recipe_names_real_presets_and_covers_every_shipped_model():
         assert all(n in {t.name for t in recipe.STAGES} for n in s.needs)
     shipped = {p.name for p in PACKAGE_ASSETS.iterdir() if (p / "README.md").is_file()}
     assert shipped <= {s.asset for s in recipe.STAGES}
+
+
+def test_a_stage_another_process_trains_is_left_alone(tmp_path):
+    import os
+
+    root = tmp_path / "rebuild"
+    run = root / "runs" / "c"
+    run.mkdir(parents=True)
+    (run / "running.pid").write_text(str(os.getpid()))  # a live process holds it
+    assert recipe.status(root, Stage("c", TINY))[0] == "running"
+    (run / "running.pid").write_text("999999999")  # a dead one does not
+    assert recipe.status(root, Stage("c", TINY))[0] == "todo"

@@ -43,8 +43,8 @@ CONTROL = ("--conditions", "canny,depth,pose")
 # World v2 (docs/toy-models-and-history.md, "World v2 rebuild"): the VAE first, the feature networks beside it, then
 # the two DiTs on the VAE's latents, then the adapters on the DiTs.
 STAGES: tuple[Stage, ...] = (
-    Stage("toy-vae", ("base", "--preset", "toy-vae-v2"), minutes=75),
-    Stage("toy-vae-2", ("base", "--preset", "toy-vae-v2-2"), needs=("toy-vae",), asset="toy-vae", minutes=45),
+    Stage("toy-vae", ("base", "--preset", "toy-vae-v2"), minutes=70),
+    Stage("toy-vae-2", ("base", "--preset", "toy-vae-v2-2"), needs=("toy-vae",), asset="toy-vae", minutes=30),
     Stage("toy-video-encoder", ("features", "--preset", "toy-video-encoder"), asset="toy-video-encoder", minutes=35),
     Stage("toy-identity-encoder", ("features", "--preset", "toy-identity-encoder"), asset="toy-identity-encoder",
           minutes=3),
@@ -97,11 +97,14 @@ def run_dir(root: Path, stage: Stage) -> Path:
 
 def status(root: Path, stage: Stage) -> tuple[str, int, int]:
     """(state, step reached, total steps): state is "done" (trained and exported), "export" (trained, not exported),
-    "resume" (checkpoints, no final weights) or "todo"; a run whose recipe changed since it started is an error."""
+    "running" (a live process holds its lock), "resume" (checkpoints, no final weights) or "todo"; a run whose recipe
+    changed since it started is an error."""
     from ..training.checkpoint import list_checkpoints
 
     run = run_dir(root, stage)
     total = total_steps(stage)
+    if _running_pid(run) is not None:  # another `cinetune assets` (or one that died) still has it training
+        return "running", _last_step(run), total
     mark = run / "recipe.json"
     if mark.is_file() and json.loads(mark.read_text())["digest"] != _digest(recipe_of(stage)):
         raise CinetuneError(f"stage {stage.name}: its recipe changed since {run} was trained; remove that folder to "
@@ -114,6 +117,23 @@ def status(root: Path, stage: Stage) -> tuple[str, int, int]:
     if found:
         return "resume", int(found[-1].name.split("-")[-1]), total
     return "todo", 0, total
+
+
+def _running_pid(run: Path) -> int | None:
+    """The pid training this run, from its lock file, while that process lives."""
+    lock = run / "running.pid"
+    try:
+        pid = int(lock.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _last_step(run: Path) -> int:
+    path = run / "metrics.csv"
+    rows = list(csv.DictReader(path.open())) if path.is_file() else []
+    return int(rows[-1]["step"]) if rows else 0
 
 
 def _sec_per_step(run: Path) -> float | None:
@@ -188,7 +208,10 @@ def _launch(root: Path, stage: Stage, state: str, threads: int) -> subprocess.Po
     log = (logs / f"{stage.name}.log").open("a")
     log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {state}: {' '.join(cmd)}\n")
     log.flush()
-    return subprocess.Popen(cmd, cwd=root, env=_env(root, threads), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=root, env=_env(root, threads), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # outlives an interrupted parent; its lock keeps others off
+    (run / "running.pid").write_text(str(proc.pid))
+    return proc
 
 
 def _quote(cmd: list[str]) -> str:
@@ -218,21 +241,23 @@ def rebuild(root: Path, stages=STAGES, jobs: int = 1, only: list[str] | None = N
     running: dict[str, subprocess.Popen] = {}
     failed: list[str] = []
     while True:
-        states = {s.name: status(root, s)[0] for s in stages}
+        states = {n: status(root, by[n])[0] for n in wanted}
         pending = [n for n in by if n in wanted and states[n] != "done" and n not in running]
         if not failed:
             for n in pending:
-                if len(running) < jobs and all(states[d] == "done" for d in by[n].needs):
+                ready = states[n] != "running" and all(states[d] == "done" for d in by[n].needs)
+                if len(running) < jobs and ready:
                     print(f"[{time.strftime('%H:%M:%S')}] start {n} ({states[n]}); log: {root / 'logs' / (n + '.log')}",
                           flush=True)
                     running[n] = _launch(root, by[n], states[n], threads)
-        if not running:
+        if not running and not any(states[n] == "running" for n in pending):
             break
         time.sleep(poll)
         for n, p in list(running.items()):
             if p.poll() is None:
                 continue
             del running[n]
+            (run_dir(root, by[n]) / "running.pid").unlink(missing_ok=True)
             if p.returncode == 0:
                 _mark_exported(root, by[n])
                 print(f"[{time.strftime('%H:%M:%S')}] done {n}", flush=True)
