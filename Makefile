@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test assets clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/cinetune demo --out demo_out
+
+# Rebuild every shipped toy model (hours on a CPU; resumable: run it again to continue), then install them.
+assets: $(STAMP)
+	$(BIN)/cinetune assets --jobs 2 --install
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

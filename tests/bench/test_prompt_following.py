@@ -43,3 +43,18 @@ def test_swapped_captions_change_one_attribute_and_sensitivity_is_measured():
     sens = word_sensitivity(load_backbone("toy-small"), clips, prompts, sigmas=(0.9,))
     assert set(sens[0.9]) == {"true", "shape", "colour", "motion", "empty"}
     assert all(v > 0 for v in sens[0.9].values())
+
+
+def test_people_readers_recover_what_rendered_portraits_and_figures_show():
+    from cinetune.bench.prompt_following import held_out_people, people_accuracy, read_people
+
+    clips, texts, stated = held_out_people(6, "portrait")
+    assert all(c.spec.kind == "portrait" and len(c.spec.actors) == 1 for c in clips)
+    assert all(s["skin"] + " skin" in t for t, s in zip(texts, stated))
+    acc = people_accuracy(read_people([c.video for c in clips]), stated)
+    assert acc["skin"] >= 0.8 and acc["hair"] >= 0.8, acc
+    clips, _, stated = held_out_people(6, "figures")
+    assert people_accuracy(read_people([c.video for c in clips]), stated)["action"] >= 0.6
+    # bald people state no hair colour, and an empty set reads as NaN rather than a number
+    assert np.isnan(people_accuracy([{"action": "x", "hair": "red", "skin": "tan"}],
+                                    [{"action": "y", "hair": None, "skin": "tan"}])["hair"])

@@ -61,6 +61,45 @@ def held_out_prompts(n: int) -> tuple[list, list[str], list[dict]]:
     return [c for c, _ in clips], [t for _, t in clips], stated
 
 
+def held_out_people(n: int, kind: str) -> tuple[list, list[str], list[dict]]:
+    """n held-out one-person clips of scene kind `kind` ("figures" | "portrait"; toy-world seed 14) -> (clips,
+    captions, stated {"action", "hair" (None when bald), "skin"})."""
+    from ..toyworld import RenderConfig, caption, clip_seed, render, sample_scene
+    from ..toyworld.roster import IDENTITIES
+
+    specs, i = [], 0
+    while len(specs) < n:
+        spec = sample_scene(clip_seed(14, i), max_objects=0, max_actors=1)
+        i += 1
+        if spec.kind == kind:
+            specs.append(spec)
+    stated = []
+    for spec in specs:
+        ident = IDENTITIES[spec.actors[0].identity]
+        stated.append({"action": spec.actors[0].action, "skin": ident.skin,
+                       "hair": None if ident.hair_style == "bald" else ident.hair_colour})
+    return [render(s, RenderConfig()) for s in specs], [caption(s) for s in specs], stated
+
+
+def read_people(videos: list[np.ndarray]) -> list[dict]:
+    """Per video: the toy video encoder's most probable action, hair colour and skin tone."""
+    from ..metrics.features import ToyFeatures, _to_tensor
+    from ..toynets.labels import GROUPS
+
+    feats, out = ToyFeatures(), []
+    for v in videos:
+        with torch.no_grad():
+            probs = feats.net.probabilities(_to_tensor(v))
+        out.append({g: GROUPS[g][int(probs[g][0].argmax())] for g in ("action", "hair", "skin")})
+    return out
+
+
+def people_accuracy(read: list[dict], stated: list[dict]) -> dict:
+    """Fraction of videos whose read-back value is the stated one (hair: over the people who have hair)."""
+    return {k: float(np.mean([r[k] == s[k] for r, s in zip(read, stated) if s[k] is not None] or [np.nan]))
+            for k in ("action", "hair", "skin")}
+
+
 def follow(pipe, prompts: list[str], stated: list[dict], steps: int, guidance: float = 5.0) -> dict:
     """Generate one video per prompt (seed = its index) and score what is read back."""
     videos = [pipe(t, steps=steps, guidance=guidance, seed=i, progress=False).videos[0] for i, t in enumerate(prompts)]
@@ -132,11 +171,20 @@ def run(out: Path, quick: bool = False) -> Path:
         rec = [to_uint8(codec.decode(codec.encode(video_to_tensor(c.video)[None])))[0] for c in clips]
     rows.append(("rendered clips through the toy VAE (the ceiling for generated videos)",
                  accuracy(read_back(rec), stated)))
+    m = max(4, n // 2)
+    people = {k: held_out_people(m, k) for k in ("figures", "portrait")}
+    prow = [("rendered clips", {k: people_accuracy(read_people([c.video for c in cl]), st)
+                                for k, (cl, _, st) in people.items()})]
     sens = {}
     for name in ("toy-small", "toy-large"):
         pipe = TextToVideoPipeline.from_pretrained(name, device="cpu")
         rows.append((f"{name} generated", follow(pipe, prompts, stated, steps)))
         sens[name] = word_sensitivity(pipe.backbone, clips, prompts)
+        gen = {}
+        for k, (_, texts, st) in people.items():
+            vids = [pipe(t, steps=steps, guidance=5.0, seed=i, progress=False).videos[0] for i, t in enumerate(texts)]
+            gen[k] = people_accuracy(read_people(vids), st)
+        prow.append((f"{name} generated", gen))
     chance = {"shape": 1 / len(GROUPS["shape"]), "colour": 1 / len(GROUPS["colour"]), "motion": 1 / len(GROUPS["motion"])}
     lines = ["# Prompt following of the shipped text-to-video models", "",
              f"`cinetune bench prompt-following{' --quick' if quick else ''}`: {n} held-out one-object prompts "
@@ -162,6 +210,13 @@ def run(out: Path, quick: bool = False) -> Path:
               "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} | {sg} | " + " | ".join(f"{r[k]:.4f}" for k in ("true", "shape", "colour", "motion", "empty"))
               + " |" for name, by in sens.items() for sg, r in by.items()]
+    lines += ["", "## People", "",
+              f"{m} held-out one-person prompts of each kind (toy-world seeds 14:*, one stick figure or one "
+              "portrait), read back by the toy video encoder: the figure's action, the portrait's action, hair colour "
+              "(over people with hair) and skin tone. Chance: action 1/7, hair 1/6, skin 1/4.", "",
+              "| source | figure action | portrait action | portrait hair | portrait skin |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {g['figures']['action']:.2f} | {g['portrait']['action']:.2f} | {g['portrait']['hair']:.2f} | "
+              f"{g['portrait']['skin']:.2f} |" for name, g in prow]
     lines += ["", f"Wall time {time.perf_counter() - t0:.0f} s.", ""]
     path = Path(out) / ("prompt-following.md" if not quick else "prompt-following-quick.md")
     write_text(path, "\n".join(lines))

@@ -193,7 +193,8 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
     print(export_asset(a.run, a.name))
 
 
-BASE_BENCHES = ("foundation", "metrics", "latency", "prompt-following", "shipped-adapters", "shape-pilot")
+BASE_BENCHES = ("foundation", "metrics", "latency", "prompt-following", "shipped-adapters", "shape-pilot",
+                "text-features")
 
 
 def benches() -> dict[str, str]:

@@ -16,7 +16,7 @@ class ToyIdentityEncoder(ModelMixin, ConfigMixin):
     """faces (N,3,crop,crop) in [-1,1] -> unit embeddings (N,dim)."""
 
     @register_to_config
-    def __init__(self, crop: int = 16, dim: int = 64, num_identities: int = 20, scale: float = 16.0,
+    def __init__(self, crop: int = 24, dim: int = 64, num_identities: int = 20, scale: float = 16.0,
                  margin: float = 0.2):
         super().__init__()
         self.net = nn.Sequential(
@@ -52,14 +52,15 @@ def crop_faces(videos: torch.Tensor, boxes: torch.Tensor, crop: int = 16, contex
     return F.grid_sample(videos, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def reference_face(identity: int, crop: int = 16, size: int = 64) -> torch.Tensor:
-    """The toy stand-in for a user's reference photo: identity `identity` alone, front and centre, waving on a
-    plain background, first frame -> (3,crop,crop) in [-1,1]."""
+def reference_face(identity: int, crop: int = 24, size: int = 64) -> torch.Tensor:
+    """The toy stand-in for a user's reference photo: identity `identity` alone in a portrait, front and centre,
+    mouth closed, on a plain background, first frame -> (3,crop,crop) in [-1,1]."""
     from ..toyworld import RenderConfig, render
     from ..toyworld.scene import ActorSpec, Background, SceneSpec
 
     spec = SceneSpec(seed=0, background=Background("flat", "grey", "grey", 0.0),
-                     actors=[ActorSpec(identity=identity, action="wave", x=0.5, y=0.65, depth=0.5, facing=1, scale=0.6)])
+                     kind="portrait", actors=[ActorSpec(identity=identity, action="talk", x=0.5, y=0.4, depth=0.5,
+                                                        facing=1, scale=0.19, framing="portrait")])
     clip = render(spec, RenderConfig(frames=1, height=size, width=size))
     video = torch.from_numpy(clip.video).movedim(-1, -3).float().div(127.5).sub(1.0)
     return crop_faces(video, torch.from_numpy(clip.face_boxes[:, 0]), crop)[0]
