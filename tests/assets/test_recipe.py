@@ -34,6 +34,8 @@ def test_rebuild_runs_in_order_reuses_and_installs(tmp_path, capsys):
     logs = {p.name: p.stat().st_size for p in (root / "logs").iterdir()}
     recipe.rebuild(root, STAGES, jobs=1, poll=0.2)  # nothing left to do: nothing launched
     assert {p.name: p.stat().st_size for p in (root / "logs").iterdir()} == logs
+    partial = recipe.install(root, STAGES, dest=tmp_path / "part", only=["b"])  # b needs a: both go
+    assert sorted(p.name for p in partial) == ["tiny-a", "tiny-b"]
     installed = recipe.install(root, STAGES, dest=tmp_path / "pkg")
     assert sorted(p.name for p in installed) == ["tiny-a", "tiny-b"]
     assert (tmp_path / "pkg" / "tiny-a" / "vae" / "config.json").is_file()
@@ -85,3 +87,4 @@ def test_a_stage_another_process_trains_is_left_alone(tmp_path):
     assert recipe.status(root, Stage("c", TINY))[0] == "running"
     (run / "running.pid").write_text("999999999")  # a dead one does not
     assert recipe.status(root, Stage("c", TINY))[0] == "todo"
+

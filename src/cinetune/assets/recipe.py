@@ -285,20 +285,23 @@ def _with_needs(names: list[str], by: dict[str, Stage]) -> set[str]:
     return out
 
 
-def install(root: Path, stages=STAGES, dest: Path | None = None) -> list[Path]:
-    """Copy every staged asset into the package (or `dest`), each atomically; only once every stage is done, so the
-    installed set is one consistent rebuild."""
+def install(root: Path, stages=STAGES, dest: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """Copy the staged assets into the package (or `dest`), each atomically: every stage's, or `only` those stages'
+    with everything they need (so the installed set is always one consistent rebuild: no DiT without its VAE), and
+    only once those stages are done."""
     from ..backbones.presets import PACKAGE_ASSETS
 
-    undone = [s.name for s in stages if status(root, s)[0] != "done"]
+    by = _stage_map(stages)
+    names = set(by) if not only else _with_needs(only, by)
+    undone = [n for n in by if n in names and status(root, by[n])[0] != "done"]
     if undone:
         raise CinetuneError(f"--install: stages not done: {', '.join(undone)}")
     out = []
-    for s in stages:
-        if s.asset:
-            target = Path(dest or PACKAGE_ASSETS) / s.asset
+    for n in (n for n in by if n in names):
+        if by[n].asset:
+            target = Path(dest or PACKAGE_ASSETS) / by[n].asset
             with atomic_dir(target) as tmp:
-                shutil.copytree(root / "assets" / s.asset, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
-                    "recipe.json"))
+                shutil.copytree(root / "assets" / by[n].asset, tmp, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("recipe.json"))
             out.append(target)
     return out

@@ -164,7 +164,7 @@ def cmd_render_toy(a: argparse.Namespace) -> None:
     for name in ("n", "frames", "height", "width"):
         _positive(name, getattr(a, name))
     export_clips(Path(a.out), n=a.n, seed=a.seed, frames=a.frames or 17, height=a.height or 64,
-                 width=a.width or 64, max_actors=a.max_actors)
+                 width=a.width or 64, max_objects=a.max_objects, max_actors=a.max_actors)
 
 
 def cmd_latent_stats(a: argparse.Namespace) -> None:
@@ -293,7 +293,7 @@ def cmd_assets(a: argparse.Namespace) -> None:
     if not a.install_only:
         recipe.rebuild(root, jobs=a.jobs, only=a.only, threads=a.threads)
     if a.install or a.install_only:
-        for p in recipe.install(root):
+        for p in recipe.install(root, only=a.only):
             print(f"installed {p}")
 
 
@@ -364,7 +364,8 @@ def _add_tools(sub) -> None:
     r.add_argument("--n", type=int, required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--max-actors", type=int, default=2)
+    r.add_argument("--max-objects", type=int, default=2, help="at most 3; 0: people only")
+    r.add_argument("--max-actors", type=int, default=3, help="at most 3; 0: objects only")
     _add_size(r)
     r.set_defaults(fn=cmd_render_toy)
 
@@ -388,7 +389,7 @@ def _add_tools(sub) -> None:
     r.add_argument("--only", nargs="+", metavar="STAGE", help="these stages and the ones they need")
     r.add_argument("--plan", action="store_true", help="print the plan and exit")
     r.add_argument("--install", action="store_true", help="then copy the rebuilt models into the package")
-    r.add_argument("--install-only", action="store_true", help="only copy a finished rebuild into the package")
+    r.add_argument("--install-only", action="store_true", help="only copy a finished rebuild (or the --only stages and what they need) into the package")
     r.set_defaults(fn=cmd_assets)
 
     p = sub.add_parser("presets", help="list model and training presets")

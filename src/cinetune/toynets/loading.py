@@ -31,5 +31,9 @@ def load_toy_net(kind: str, path: str | None = None):
     if not (folder / "config.json").is_file():
         raise CinetuneError(f"toy network {kind}: no config.json under {folder} (train it with `cinetune train "
                             f"features --preset toy-{kind.replace('_', '-')}` and export it)")
-    net = _classes()[kind].from_pretrained(folder, use_safetensors=True)
+    try:
+        net = _classes()[kind].from_pretrained(folder, use_safetensors=True)
+    except ValueError as e:  # shapes that do not fit today's vocabulary: weights of an older toy world
+        raise CinetuneError(f"toy network {kind} at {folder} does not fit this version's toy world "
+                            f"({str(e).splitlines()[0][:120]}); rebuild it with `cinetune assets`") from None
     return net.eval().requires_grad_(False)

@@ -15,7 +15,7 @@ from ..io import atomic_path, write_text, write_video
 from .dataset import clip_seed, render_clip
 from .render import Clip
 from .roster import CLASSES, IDENTITIES
-from .scene import RenderConfig
+from .scene import RenderConfig, sample_scene
 
 
 
@@ -34,13 +34,14 @@ def condition_videos(clip: Clip) -> dict[str, np.ndarray]:
 
 
 def export_clips(out: Path, n: int, seed: int = 0, frames: int = 17, height: int = 64, width: int = 64,
-                 max_actors: int = 2) -> Path:
+                 max_objects: int = 2, max_actors: int = 3) -> Path:
     cfg = RenderConfig(frames=frames, height=height, width=width).validate()
+    sample_scene(0, max_objects=max_objects, max_actors=max_actors)  # refuse bad caps before anything is written
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i in tqdm(range(n), desc="render-toy"):
         s = clip_seed(seed, i)
-        clip, text = render_clip(s, cfg, max_actors=max_actors)
+        clip, text = render_clip(s, cfg, max_objects=max_objects, max_actors=max_actors)
         name = f"{i:06d}"
         write_video(out / "clips" / f"{name}.mp4", clip.video, cfg.fps)
         for kind, video in condition_videos(clip).items():
@@ -52,7 +53,7 @@ def export_clips(out: Path, n: int, seed: int = 0, frames: int = 17, height: int
             save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, str(tmp))
         lines.append(json.dumps({
             "name": name, "seed": s, "caption": text, "frames": frames, "height": height, "width": width,
-            "fps": cfg.fps, "identities": [{"index": k, "name": IDENTITIES[k].name} for k in clip.identities],
+            "fps": cfg.fps, "kind": clip.spec.kind, "identities": [{"index": k, "name": IDENTITIES[k].name} for k in clip.identities],
             "scene": clip.spec.to_dict(), "classes": list(CLASSES),
         }))
         # Rewritten atomically after each clip: an interrupted run leaves a consistent index of what exists.
