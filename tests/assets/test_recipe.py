@@ -30,7 +30,7 @@ def test_rebuild_runs_in_order_reuses_and_installs(tmp_path, capsys):
     recipe.rebuild(root, STAGES, jobs=2, poll=0.2)
     assert [r["state"] for r in recipe.plan(root, STAGES)] == ["done"] * 3
     b_cfg = (root / "runs" / "b" / "config.yaml").read_text()
-    assert "init: tiny-a" in b_cfg and (root / "assets" / "tiny-b" / "README.md").is_file()
+    assert "init: tiny-a" in b_cfg and "stage `b`" in (root / "assets" / "tiny-b" / "README.md").read_text()
     logs = {p.name: p.stat().st_size for p in (root / "logs").iterdir()}
     recipe.rebuild(root, STAGES, jobs=1, poll=0.2)  # nothing left to do: nothing launched
     assert {p.name: p.stat().st_size for p in (root / "logs").iterdir()} == logs

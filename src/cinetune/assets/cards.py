@@ -26,8 +26,9 @@ def _training_wall_seconds(run: Path) -> float:
     return total
 
 
-def export_asset(run: str | Path, name: str, root: Path | None = None) -> Path:
-    """Copy <run>/final/* into <root>/<name>/ and write <root>/<name>/README.md (the model card)."""
+def export_asset(run: str | Path, name: str, root: Path | None = None, stage: str | None = None) -> Path:
+    """Copy <run>/final/* into <root>/<name>/ and write <root>/<name>/README.md (the model card); `stage`: the
+    `cinetune assets` stage that trained it, named on the card."""
     run = Path(run)
     final = run / "final"
     if not final.is_dir():
@@ -51,6 +52,9 @@ def export_asset(run: str | Path, name: str, root: Path | None = None) -> Path:
             if last.is_file():
                 shutil.copy(last, tmp / "samples.gif")
         card = _card(name, cfg, summary, _training_wall_seconds(run), tmp)
+        if stage:
+            card = card.replace("\n\n- Recipe", f"\n\n- Rebuilt by `cinetune assets` (`make assets`), stage `{stage}`; "
+                                "run alone:\n- Recipe", 1)
         (tmp / "README.md").write_text(card)
     return dest
 

@@ -198,13 +198,14 @@ def _launch(root: Path, stage: Stage, state: str, threads: int) -> subprocess.Po
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     if state == "export":
-        cmd = [sys.executable, "-m", "cinetune.cli", "export-asset", "--run", str(run), "--name", stage.asset]
+        cmd = [sys.executable, "-m", "cinetune.cli", "export-asset", "--run", str(run), "--name", stage.asset,
+               "--stage", stage.name]
     else:
         cmd = [sys.executable, "-m", "cinetune.cli", "train", *stage.train, f"output_dir=runs/{stage.name}",
                *(["--resume"] if state == "resume" else [])]
         if stage.asset:  # train, then export in the same process chain
             cmd = ["/bin/sh", "-c", " && ".join(_quote(c) for c in (cmd, [sys.executable, "-m", "cinetune.cli",
-                   "export-asset", "--run", str(run), "--name", stage.asset]))]
+                   "export-asset", "--run", str(run), "--name", stage.asset, "--stage", stage.name]))]
     log = (logs / f"{stage.name}.log").open("a")
     log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {state}: {' '.join(cmd)}\n")
     log.flush()

@@ -190,11 +190,11 @@ def cmd_latent_stats(a: argparse.Namespace) -> None:
 def cmd_export_asset(a: argparse.Namespace) -> None:
     from ..assets.cards import export_asset
 
-    print(export_asset(a.run, a.name))
+    print(export_asset(a.run, a.name, stage=a.stage))
 
 
 BASE_BENCHES = ("foundation", "metrics", "latency", "prompt-following", "shipped-adapters", "shape-pilot",
-                "text-features")
+                "text-features", "world-pilot")
 
 
 def benches() -> dict[str, str]:
@@ -380,6 +380,7 @@ def _add_tools(sub) -> None:
     e = sub.add_parser("export-asset", help="ship a finished run as a package asset with its model card")
     e.add_argument("--run", required=True)
     e.add_argument("--name", required=True, help="asset name, e.g. toy-large")
+    e.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # set by `cinetune assets`
     e.set_defaults(fn=cmd_export_asset)
 
     r = sub.add_parser("assets", help="rebuild every shipped toy model (resumable; prints the plan and an ETA)")

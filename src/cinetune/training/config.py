@@ -221,16 +221,23 @@ PRESETS: dict[str, dict] = {
     # the picture (the shape pilot, benchmarks/results/shape-pilot.md).
     "toy-small-v2": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=4000, batch_size=16,
                          mixed_precision="auto",
-                         ema_decay=0.995, timestep_sampling="logit-normal",
+                         ema_decay=0.995, timestep_sampling="logit-normal", timestep_shift=1.0,
                          data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
                                    motion_weight=1.0, image_share=0.25),
                          optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250, validate_every=1000),
     "toy-large-v2": dict(task="dit", backbone="toy-large", output_dir="runs/toy-large", steps=6000, batch_size=8,
                          mixed_precision="auto",
-                         ema_decay=0.998, timestep_sampling="logit-normal",
+                         ema_decay=0.998, timestep_sampling="logit-normal", timestep_shift=1.0,
                          data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
                                    motion_weight=1.0, image_share=0.25),
                          optim=dict(lr=3e-4, warmup_steps=100), checkpoint_every=250, validate_every=1000),
+    # The world v2 DiT pilot's common recipe (`cinetune bench world-pilot`): toy-small from scratch on world v2 at a
+    # fixed budget; the bench varies one lever at a time.
+    "toy-small-v2-pilot": dict(task="dit", backbone="toy-small", output_dir="runs/world-pilot/video-uniform",
+                               steps=1500, batch_size=16, ema_decay=0.995, mixed_precision="auto",
+                               data=dict(latent_cache=1500, cache_path="runs/latents-v2-pilot-17x64x64.safetensors"),
+                               optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=500, num_validation=1,
+                               validation_steps=10),
     # Seconds-long runs for tests and smoke checks.
     "tiny": dict(task="dit", backbone="toy-small", output_dir="runs/tiny", steps=4, batch_size=2,
                  data=dict(frames=5, height=32, width=32, size=8), optim=dict(lr=1e-3, warmup_steps=0),
