@@ -24,6 +24,7 @@ def run(*args):
     ["train", "base", "--preset", "tiny", "init=/nonexistent/weights"],
     ["render-toy", "--n", "2", "--out", "x", "--frames", "40"],
     ["render-toy", "--n", "-1", "--out", "x"],
+    ["render-toy", "--n", "1", "--out", "x", "--max-actors", "99"],
     ["latent-stats", "--vae", "/nonexistent/vae"],
     ["latent-stats", "--vae", "x", "--clips", "0"],
     ["frobnicate"],
@@ -84,6 +85,9 @@ def test_render_toy_writes_every_annotation(tmp_path):
         assert v.shape == (9, 32, 32, 3), kind
     arrays = load_file(tmp_path / "annotations" / "000001.safetensors")
     assert arrays["keypoints"].shape[-1] == 3 and arrays["face_boxes"].shape[-1] == 4
+    before = (tmp_path / "metadata.jsonl").read_text()
+    assert main(["render-toy", "--n", "1", "--out", str(tmp_path)]) == 2  # an existing set is not overwritten
+    assert (tmp_path / "metadata.jsonl").read_text() == before
 
 
 def test_video_round_trip_and_corrupt_files(tmp_path):

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..conditions.base import PALETTE as _PALETTE
+from ..errors import CinetuneError
 from ..io import atomic_path, write_text, write_video
 from .dataset import clip_seed, render_clip
 from .render import Clip
@@ -37,6 +38,8 @@ def export_clips(out: Path, n: int, seed: int = 0, frames: int = 17, height: int
                  max_objects: int = 2, max_actors: int = 3) -> Path:
     cfg = RenderConfig(frames=frames, height=height, width=width).validate()
     sample_scene(0, max_objects=max_objects, max_actors=max_actors)  # refuse bad caps before anything is written
+    if (out / "metadata.jsonl").exists():
+        raise CinetuneError(f"{out} already holds a rendered set (metadata.jsonl); render into another --out")
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i in tqdm(range(n), desc="render-toy"):
