@@ -19,7 +19,9 @@ from .task import Task
 def task_backbone(cfg: TrainConfig, device: torch.device, frozen: bool, dtype: torch.dtype | None = None):
     """cfg.backbone with cfg.init's transformer weights (random init when empty), on `device`; the transformer
     frozen when `frozen` (methods train beside it), trainable otherwise (the DiT task)."""
-    backbone = load_backbone(cfg.backbone, random_init=not cfg.init, weights=not cfg.init)
+    # The transformer never comes from the shipped weights here: cfg.init names its weights, "" means fresh ones (a
+    # from-scratch run must not silently fine-tune whatever model ships).
+    backbone = load_backbone(cfg.backbone, random_init=not cfg.init, weights=False)
     if cfg.init:
         kw = {"torch_dtype": dtype} if dtype is not None else {}
         backbone.transformer = type(backbone.transformer).from_pretrained(init_dir(cfg.init, "transformer"),
