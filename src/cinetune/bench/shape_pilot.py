@@ -39,20 +39,15 @@ LEVERS = {
 SIGMAS = (0.5, 0.7, 0.9)
 
 
-def lever_config(name: str, quick: bool = False):
+def lever_config(name: str, quick: bool = False, levers: dict = LEVERS, preset: str = "toy-small-shape-pilot",
+                 root: str = "runs/shape-pilot"):
+    """The config of lever `name`: `preset` with the lever's overrides, trained into <root>/<name>."""
     from ..training import preset_config
 
-    over = {"output_dir": f"runs/shape-pilot{'-quick' if quick else ''}/{name}", **LEVERS[name][1]}
+    over = {"output_dir": f"{root}{'-quick' if quick else ''}/{name}", **levers[name][1]}
     if quick:
         over.update(steps=4, batch_size=2, data={**over.get("data", {}), "latent_cache": 16}, checkpoint_every=4)
-    return preset_config("toy-small-shape-pilot", over)
-
-
-def train_lever(name: str, quick: bool = False) -> Path:
-    """Train (or reuse) one lever's run; two processes may train different levers side by side."""
-    from .harness import train_or_reuse
-
-    return train_or_reuse(lever_config(name, quick))
+    return preset_config(preset, over)
 
 
 def _pipe(run_dir: Path | None):
@@ -78,19 +73,41 @@ def measure(pipe, clips, prompts, stated, steps: int) -> dict:
             **{f"{w}_rise_{s}": r[w] / r["true"] - 1 for s, r in sens.items() for w in ("shape", "colour")}}
 
 
+def measure_levers(levers: dict, config, held_out: tuple, steps: int) -> list[tuple[str, str, dict]]:
+    """Train (or reuse) every lever's run (`config(name)` -> its TrainConfig) and measure it on the held-out
+    (clips, prompts, stated) -> rows for lever_table."""
+    from .harness import sec_per_step, train_or_reuse
+
+    rows = []
+    for name, (what, _) in levers.items():
+        cfg = config(name)
+        run_dir = train_or_reuse(cfg)
+        sec = sec_per_step(run_dir)
+        rows.append((name, f"{what}; {sec:.2f} s/step, {sec * cfg.steps / 60:.1f} min",
+                     measure(_pipe(run_dir), *held_out, steps)))
+    return rows
+
+
+def lever_table(rows: list[tuple[str, str, dict]]) -> list[str]:
+    """Markdown rows of (lever, what changes, measure()) results."""
+    lines = ["| lever | what changes | shape | colour | motion | area | " +
+             " | ".join(f"shape rise σ={s}" for s in SIGMAS) + " | " + " | ".join(f"colour rise σ={s}" for s in SIGMAS)
+             + " |", "|---|---|" + "---:|" * (4 + 2 * len(SIGMAS))]
+    for name, what, r in rows:
+        lines.append(f"| {name} | {what} | {r['shape']:.2f} | {r['colour']:.2f} | {r['motion']:.2f} | "
+                     f"{r['area']:.3f} | " + " | ".join(f"{r[f'shape_rise_{s}']:+.4f}" for s in SIGMAS) + " | "
+                     + " | ".join(f"{r[f'colour_rise_{s}']:+.4f}" for s in SIGMAS) + " |")
+    return lines
+
+
 def run(out: Path, quick: bool = False) -> Path:
-    from .harness import sec_per_step
     from .prompt_following import held_out_prompts
 
     t0 = time.perf_counter()
     n, steps = (4, 4) if quick else (24, 20)
     clips, prompts, stated = held_out_prompts(n)
     rows = [("shipped toy-small (the common start)", "-", measure(_pipe(None), clips, prompts, stated, steps))]
-    for name, (what, _) in LEVERS.items():
-        run_dir = train_lever(name, quick)
-        sec = sec_per_step(run_dir)
-        rows.append((name, f"{what}; {sec:.2f} s/step, {sec * lever_config(name, quick).steps / 60:.1f} min",
-                     measure(_pipe(run_dir), clips, prompts, stated, steps)))
+    rows += measure_levers(LEVERS, lambda name: lever_config(name, quick), (clips, prompts, stated), steps)
     cfg = lever_config("baseline", quick)
     lines = ["# Shape pilot: which lever makes toy-small use the shape word", "",
              f"`cinetune bench shape-pilot{' --quick' if quick else ''}`: every lever fine-tunes the shipped toy-small "
@@ -101,13 +118,7 @@ def run(out: Path, quick: bool = False) -> Path:
              "colour / motion read back as stated (chance: shape 1/7, colour 1/10). Word use: relative rise of the "
              "loss on the object's latent cells when the shape (colour) word is swapped, at noise level sigma; "
              "a model that ignores the word has a rise of about 0.", "",
-             "| lever | what changes | shape | colour | motion | area | " +
-             " | ".join(f"shape rise σ={s}" for s in SIGMAS) + " | " + " | ".join(f"colour rise σ={s}" for s in SIGMAS)
-             + " |", "|---|---|" + "---:|" * (4 + 2 * len(SIGMAS))]
-    for name, what, r in rows:
-        lines.append(f"| {name} | {what} | {r['shape']:.2f} | {r['colour']:.2f} | {r['motion']:.2f} | "
-                     f"{r['area']:.3f} | " + " | ".join(f"{r[f'shape_rise_{s}']:+.4f}" for s in SIGMAS) + " | "
-                     + " | ".join(f"{r[f'colour_rise_{s}']:+.4f}" for s in SIGMAS) + " |")
+             ] + lever_table(rows)
     lines += ["", f"Wall time {time.perf_counter() - t0:.0f} s (training reused where already done).", ""]
     path = Path(out) / ("shape-pilot.md" if not quick else "shape-pilot-quick.md")
     write_text(path, "\n".join(lines))

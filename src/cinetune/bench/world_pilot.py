@@ -21,30 +21,20 @@ LEVERS = {
 
 
 def lever_config(name: str, quick: bool = False):
-    from ..training import preset_config
+    from .shape_pilot import lever_config as config
 
-    over = {"output_dir": f"runs/world-pilot{'-quick' if quick else ''}/{name}", **LEVERS[name][1]}
-    if quick:
-        over.update(steps=4, batch_size=2, data={**over.get("data", {}), "latent_cache": 16}, checkpoint_every=4)
-    return preset_config("toy-small-v2-pilot", over)
+    return config(name, quick, LEVERS, "toy-small-v2-pilot", "runs/world-pilot")
 
 
 def run(out: Path, quick: bool = False) -> Path:
     from ..backbones.presets import assets_root
-    from .harness import sec_per_step, train_or_reuse
     from .prompt_following import held_out_prompts
-    from .shape_pilot import SIGMAS, _pipe, measure
+    from .shape_pilot import lever_table, measure_levers
 
     t0 = time.perf_counter()
     n, steps = (4, 4) if quick else (24, 20)
     clips, prompts, stated = held_out_prompts(n)
-    rows = []
-    for name, (what, _) in LEVERS.items():
-        cfg = lever_config(name, quick)
-        run_dir = train_or_reuse(cfg)
-        sec = sec_per_step(run_dir)
-        rows.append((name, f"{what}; {sec:.2f} s/step, {sec * cfg.steps / 60:.1f} min",
-                     measure(_pipe(run_dir), clips, prompts, stated, steps)))
+    rows = measure_levers(LEVERS, lambda name: lever_config(name, quick), (clips, prompts, stated), steps)
     cfg = lever_config("video-uniform", quick)
     lines = ["# World v2 pilot: toy-small from scratch on world v2, one lever at a time", "",
              f"`cinetune bench world-pilot{' --quick' if quick else ''}` with the assets at `{assets_root()}`: every "
@@ -54,13 +44,7 @@ def run(out: Path, quick: bool = False) -> Path:
              "Read-back: fraction of videos whose shape / colour / motion read back as stated (chance: shape 1/7, "
              "colour 1/10, motion 1/10). Word use: relative rise of the loss on the object's latent cells when the "
              "shape (colour) word is swapped, at noise level sigma (about 0 for a model that ignores the word).", "",
-             "| lever | what changes | shape | colour | motion | area | " +
-             " | ".join(f"shape rise σ={s}" for s in SIGMAS) + " | " + " | ".join(f"colour rise σ={s}" for s in SIGMAS)
-             + " |", "|---|---|" + "---:|" * (4 + 2 * len(SIGMAS))]
-    for name, what, r in rows:
-        lines.append(f"| {name} | {what} | {r['shape']:.2f} | {r['colour']:.2f} | {r['motion']:.2f} | "
-                     f"{r['area']:.3f} | " + " | ".join(f"{r[f'shape_rise_{s}']:+.4f}" for s in SIGMAS) + " | "
-                     + " | ".join(f"{r[f'colour_rise_{s}']:+.4f}" for s in SIGMAS) + " |")
+             ] + lever_table(rows)
     lines += ["", f"Wall time {time.perf_counter() - t0:.0f} s (training reused where already done).", ""]
     path = Path(out) / ("world-pilot.md" if not quick else "world-pilot-quick.md")
     write_text(path, "\n".join(lines))

@@ -225,12 +225,6 @@ PRESETS: dict[str, dict] = {
                          data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
                                    motion_weight=1.0, image_share=0.25),
                          optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250, validate_every=1000),
-    "toy-large-v2": dict(task="dit", backbone="toy-large", output_dir="runs/toy-large", steps=6000, batch_size=8,
-                         mixed_precision="auto",
-                         ema_decay=0.998, timestep_sampling="logit-normal", timestep_shift=1.0,
-                         data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
-                                   motion_weight=1.0, image_share=0.25),
-                         optim=dict(lr=3e-4, warmup_steps=100), checkpoint_every=250, validate_every=1000),
     # The world v2 DiT pilot's common recipe (`cinetune bench world-pilot`): toy-small from scratch on world v2 at a
     # fixed budget; the bench varies one lever at a time.
     "toy-small-v2-pilot": dict(task="dit", backbone="toy-small", output_dir="runs/world-pilot/video-uniform",
@@ -244,6 +238,9 @@ PRESETS: dict[str, dict] = {
                  checkpoint_every=2, validation_steps=2, num_validation=1),
 }
 
+# toy-large on toy-small-v2's recipe: the large model at half the batch, more steps and a lower peak LR.
+PRESETS["toy-large-v2"] = {**PRESETS["toy-small-v2"], "backbone": "toy-large", "output_dir": "runs/toy-large",
+                           "steps": 6000, "batch_size": 8, "ema_decay": 0.998, "optim": dict(lr=3e-4, warmup_steps=100)}
 # Stage four's recipe for another 1500 steps from its weights.
 PRESETS["toy-large-5"] = {**PRESETS["toy-large-4"], "init": "runs/toy-large-4/final/transformer",
                           "output_dir": "runs/toy-large-5"}
