@@ -265,6 +265,27 @@ def test_latent_cache_grows_and_reencodes_text_of_another_length(tmp_path):
     assert load_file(cache)["text"].shape[1] == 16
 
 
+def test_a_stopped_latent_cache_build_keeps_what_it_encoded(tmp_path):
+    from cinetune.training.cache import latents_column, load_or_build, text_column
+
+    task = make_task(tiny(tmp_path, "flush"), torch.device("cpu"))
+    cache, seen = tmp_path / "partial.safetensors", []
+
+    def render(i):
+        if i == 5:
+            raise KeyboardInterrupt  # the process is stopped while encoding clip 5
+        seen.append(i)
+        return task.render(i)
+
+    cols = [latents_column(task.backbone, torch.device("cpu")), text_column(task.backbone)]
+    with pytest.raises(KeyboardInterrupt):
+        load_or_build(cache, 8, cols, render, task.backbone, task.train_set.caption, chunk=1, flush_every=2)
+    assert load_file(cache)["latents"].shape[0] == 4  # flushed after clips 0-1 and 2-3
+    seen.clear()
+    done = load_or_build(cache, 6, cols, task.render, task.backbone, task.train_set.caption, chunk=1)
+    assert done["latents"].shape[0] == 6
+
+
 def test_latent_cache_made_with_other_statistics_is_carried_over(tmp_path):
     from safetensors.torch import save_file
 

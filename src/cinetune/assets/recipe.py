@@ -49,8 +49,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("toy-identity-encoder", ("features", "--preset", "toy-identity-encoder"), asset="toy-identity-encoder",
           minutes=3),
     Stage("toy-annotator", ("features", "--preset", "toy-annotator"), asset="toy-annotator", minutes=40),
-    Stage("toy-small", ("base", "--preset", "toy-small-v2"), needs=("toy-vae-2",), asset="toy-small", minutes=60),
-    Stage("toy-large", ("base", "--preset", "toy-large-v2"), needs=("toy-vae-2",), asset="toy-large", minutes=180),
+    Stage("toy-small", ("base", "--preset", "toy-small-v2"), needs=("toy-vae-2",), asset="toy-small", minutes=55),
+    # toy-large after toy-small: toy-small builds the latent cache both read (two builders would encode it twice).
+    Stage("toy-large", ("base", "--preset", "toy-large-v2"), needs=("toy-small",), asset="toy-large", minutes=180),
     Stage("toy-small-control", ("control", "--preset", "toy-small-control", "--method", "concat", *CONTROL),
           needs=("toy-small",), asset="toy-small-control", minutes=16),
     Stage("toy-large-controlnext", ("control", "--preset", "toy-control", "--method", "controlnext", *CONTROL),

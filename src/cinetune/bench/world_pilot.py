@@ -17,6 +17,9 @@ LEVERS = {
     "images-logit-normal": ("a quarter of the steps on images (data.image_share 0.25), noise levels sigmoid(N(0, 1)) "
                             "unshifted", {"timestep_sampling": "logit-normal", "timestep_shift": 1.0,
                                           "data": {"image_share": 0.25}}),
+    # which of the two changes above moves the shape word, and which costs the colour
+    "images-uniform": ("a quarter of the steps on images, noise levels as world v1's recipe", {
+        "data": {"image_share": 0.25}}),
 }
 
 

@@ -50,8 +50,10 @@ def encode_captions(backbone, captions: Callable[[int], str], n: int) -> torch.T
 
 @torch.no_grad()
 def load_or_build(path: Path, n: int, columns: list[Column], render: Callable[[int], Clip], backbone,
-                  captions: Callable[[int], str], chunk: int = 16, desc: str = "latent cache") -> dict:
-    """{column: (n, ...) rows of clips 0..n-1}, as stored (text float16); `path` is created or grown as needed."""
+                  captions: Callable[[int], str], chunk: int = 16, desc: str = "latent cache",
+                  flush_every: int = 50) -> dict:
+    """{column: (n, ...) rows of clips 0..n-1}, as stored (text float16); `path` is created or grown as needed, and
+    written every `flush_every` chunks while it grows."""
     data = load_file(path) if path.is_file() else {}
     names = [c.name for c in columns]
     have = {c: data[c].shape[0] if c in data else 0 for c in names}
@@ -63,16 +65,26 @@ def load_or_build(path: Path, n: int, columns: list[Column], render: Callable[[i
     start = min(have.values())
     if start < n:
         new: dict[str, list] = {c: [] for c in names}
-        for s in tqdm(range(start, n, chunk), desc=desc):
+        for k, s in enumerate(tqdm(range(start, n, chunk), desc=desc)):
             clips = [render(i) for i in range(s, min(n, s + chunk))]
             for c in columns:
                 skip = max(have[c.name] - s, 0)  # rows of this chunk the column already holds
                 if skip < len(clips):
                     new[c.name].append(c.compute(clips[skip:]))
-        data.update({c: torch.cat(([data[c]] if have[c] else []) + v).contiguous() for c, v in new.items() if v})
+            if (k + 1) % flush_every == 0:  # a stopped build resumes from here (the file grows by missing rows)
+                _save(path, _joined(data, have, new), backbone)
+        data = _joined(data, have, new)
         changed = True
     if changed:
-        data.update(backbone.codec.tables())  # the statistics every latent in it is normalised with
-        with atomic_path(path) as tmp:
-            save_file(data, str(tmp))
+        _save(path, data, backbone)
     return {c: data[c][:n] for c in names}
+
+
+def _joined(data: dict, have: dict, new: dict) -> dict:
+    return {**data, **{c: torch.cat(([data[c]] if have[c] else []) + v).contiguous() for c, v in new.items() if v}}
+
+
+def _save(path: Path, data: dict, backbone) -> None:
+    data = {**data, **backbone.codec.tables()}  # the statistics every latent in it is normalised with
+    with atomic_path(path) as tmp:
+        save_file(data, str(tmp))
