@@ -217,13 +217,10 @@ PRESETS: dict[str, dict] = {
                          data=dict(frames=17, crop=32, motion_weight=4.0), optim=dict(lr=2e-4, warmup_steps=20),
                          checkpoint_every=250, log_every=10, validate_every=500),
     # Both DiTs from scratch on the v2 VAE's latents, sharing one cache; a quarter of the steps on images (a clip's
-    # first latent frame) and noise levels drawn logit-normal, which weighs the middle levels where the caption decides
-    # the picture (the shape pilot, benchmarks/results/shape-pilot.md).
+    # first latent frame): the world v2 pilot's best lever (`cinetune bench world-pilot`; docs/toy-models-and-history.md).
     "toy-small-v2": dict(task="dit", backbone="toy-small", output_dir="runs/toy-small", steps=4000, batch_size=16,
-                         mixed_precision="auto",
-                         ema_decay=0.995, timestep_sampling="logit-normal", timestep_shift=1.0,
-                         data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors",
-                                   motion_weight=1.0, image_share=0.25),
+                         mixed_precision="auto", ema_decay=0.995,
+                         data=dict(latent_cache=6000, cache_path="runs/latents-17x64x64.safetensors", image_share=0.25),
                          optim=dict(lr=5e-4, warmup_steps=100), checkpoint_every=250, validate_every=1000),
     # The world v2 DiT pilot's common recipe (`cinetune bench world-pilot`): toy-small from scratch on world v2 at a
     # fixed budget; the bench varies one lever at a time.
