@@ -22,6 +22,9 @@ def run(*args):
     ["train", "base", "--preset", "tiny", "--config", "/nonexistent.yaml"],
     ["train", "base", "--preset", "tiny", "optim.nope=1"],
     ["train", "base", "--preset", "tiny", "init=/nonexistent/weights"],
+    ["train", "base", "--preset", "tiny", "checkpoint_every=0"],
+    ["train", "base", "--preset", "tiny", "init=toy-large"],  # an 8-layer init for the 4-layer toy-small
+    ["generate", "--prompt", "x", "--guidance", "nan"],
     ["render-toy", "--n", "2", "--out", "x", "--frames", "40"],
     ["render-toy", "--n", "-1", "--out", "x"],
     ["render-toy", "--n", "1", "--out", "x", "--max-actors", "99"],
@@ -85,6 +88,8 @@ def test_render_toy_writes_every_annotation(tmp_path):
         assert v.shape == (9, 32, 32, 3), kind
     arrays = load_file(tmp_path / "annotations" / "000001.safetensors")
     assert arrays["keypoints"].shape[-1] == 3 and arrays["face_boxes"].shape[-1] == 4
+    r = run("eval", "--generated", str(tmp_path / "clips"), "--features", "bogus", "--out", str(tmp_path / "ev"))
+    assert r.returncode == 2 and "not a local CLIP directory" in r.stderr  # never a download attempt
     before = (tmp_path / "metadata.jsonl").read_text()
     assert main(["render-toy", "--n", "1", "--out", str(tmp_path)]) == 2  # an existing set is not overwritten
     assert (tmp_path / "metadata.jsonl").read_text() == before

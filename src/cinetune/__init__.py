@@ -1,5 +1,11 @@
 """cinetune: controllable, personalised and fast video diffusion transformers without fine-tuning the big model."""
 
+import os
+
+# Nothing in cinetune may reach for the network: the hub clients (transformers, diffusers) look locally only.
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
 __version__ = "0.1.0"
 
 

@@ -35,6 +35,13 @@ def _positive(name: str, v: int | None) -> None:
         raise CinetuneError(f"--{name} must be positive, got {v}")
 
 
+def _finite(name: str, v: float | None) -> None:
+    import math
+
+    if v is not None and not math.isfinite(v):
+        raise CinetuneError(f"--{name} must be a finite number, got {v}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_generate(a: argparse.Namespace) -> None:
     from ..io import video_grid, write_video
@@ -42,6 +49,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
 
     for name in ("frames", "height", "width", "steps"):
         _positive(name, getattr(a, name))
+    _finite("guidance", a.guidance)
     out = Path(a.out)
     controls = _controls(a)
     pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)

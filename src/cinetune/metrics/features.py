@@ -75,8 +75,13 @@ class ClipFeatures:
     name = "clip"
 
     def __init__(self, path: str):
+        from pathlib import Path
+
         from transformers import CLIPModel, CLIPProcessor
 
+        if not (Path(path).expanduser() / "config.json").is_file():  # a local directory only: nothing is downloaded
+            raise CinetuneError(f"--features {path}: not a local CLIP directory (no config.json); use toy, toy:DIR or "
+                                "a CLIP model saved with save_pretrained")
         try:
             self.model = CLIPModel.from_pretrained(path, use_safetensors=True).eval()
             self.processor = CLIPProcessor.from_pretrained(path)

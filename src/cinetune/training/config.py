@@ -93,8 +93,10 @@ class BaseTrainConfig:
 
         if self.task not in BASE_TASKS and self.task not in methods():
             raise CinetuneError(f"task must be one of {', '.join([*BASE_TASKS, *methods()])}, got {self.task!r}")
-        if self.steps <= 0 or self.batch_size <= 0 or self.grad_accum <= 0:
-            raise CinetuneError("steps, batch_size and grad_accum must be positive")
+        if min(self.steps, self.batch_size, self.grad_accum, self.checkpoint_every, self.keep_checkpoints,
+               self.log_every) <= 0 or self.validate_every < 0:
+            raise CinetuneError("steps, batch_size, grad_accum, checkpoint_every, keep_checkpoints and log_every must "
+                                "be positive and validate_every >= 0")
         from .objectives import SAMPLINGS
 
         if self.timestep_sampling not in SAMPLINGS or self.logit_std <= 0 or self.timestep_shift <= 0:

@@ -11,6 +11,7 @@ import torch
 from ..backbones import load_backbone
 from ..toyworld import clip_seed, render_clip
 from .cache import Column, load_or_build
+from ..errors import CinetuneError
 from .config import TrainConfig, init_dir
 from .objectives import flow_matching_inputs, sample_sigmas
 from .task import Task
@@ -24,12 +25,27 @@ def task_backbone(cfg: TrainConfig, device: torch.device, frozen: bool, dtype: t
     backbone = load_backbone(cfg.backbone, random_init=not cfg.init, weights=False)
     if cfg.init:
         kw = {"torch_dtype": dtype} if dtype is not None else {}
-        backbone.transformer = type(backbone.transformer).from_pretrained(init_dir(cfg.init, "transformer"),
-                                                                          use_safetensors=True, **kw)
+        init = type(backbone.transformer).from_pretrained(init_dir(cfg.init, "transformer"), use_safetensors=True, **kw)
+        _check_same_architecture(init, backbone.transformer, cfg)
+        backbone.transformer = init
     backbone.to(device)
     if frozen:
         backbone.transformer.requires_grad_(False)
     return backbone
+
+
+_ARCHITECTURE = ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "patch_size")
+
+
+def _check_same_architecture(init, built, cfg: TrainConfig) -> None:
+    """An init of another size than cfg.backbone would train (and be recorded as) the wrong model."""
+    norm = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v  # noqa: E731  (JSON gives lists)
+    diff = {k: (init.config.get(k), built.config.get(k)) for k in _ARCHITECTURE
+            if k in built.config and norm(init.config.get(k)) != norm(built.config.get(k))}
+    if diff:
+        raise CinetuneError(f"init {cfg.init!r} is not a {cfg.backbone} transformer ("
+                            + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
+                            + "); pass the matching backbone= or another init")
 
 
 class FlowMatchingTask(Task):
