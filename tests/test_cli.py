@@ -25,6 +25,9 @@ def run(*args):
     ["train", "base", "--preset", "tiny", "checkpoint_every=0"],
     ["train", "base", "--preset", "tiny", "init=toy-large"],  # an 8-layer init for the 4-layer toy-small
     ["generate", "--prompt", "x", "--guidance", "nan"],
+    ["generate", "--prompt", "x", "--width", "1032", "--height", "8", "--steps", "1"],  # beyond the rotary positions
+    ["generate", "--prompt", "x", "--frames", "261", "--height", "8", "--width", "8", "--steps", "1"],
+    ["generate", "--prompt", "x", "--out", "/proc/x.mp4", "--steps", "1"],  # unwritable: refused before sampling
     ["render-toy", "--n", "2", "--out", "x", "--frames", "40"],
     ["render-toy", "--n", "-1", "--out", "x"],
     ["render-toy", "--n", "1", "--out", "x", "--max-actors", "99"],

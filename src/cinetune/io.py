@@ -38,6 +38,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_writable(path: str | Path) -> None:
+    """Fail now, not after the work is done, when `path` cannot be written: its folder must be creatable and take
+    a file (what atomic_path will write)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise CinetuneError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces `path` once the block succeeds."""

@@ -44,13 +44,14 @@ def _finite(name: str, v: float | None) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_generate(a: argparse.Namespace) -> None:
-    from ..io import video_grid, write_video
+    from ..io import check_writable, video_grid, write_video
     from ..pipelines import TextToVideoPipeline
 
     for name in ("frames", "height", "width", "steps"):
         _positive(name, getattr(a, name))
     _finite("guidance", a.guidance)
     out = Path(a.out)
+    check_writable(out if out.suffix.lower() in (".mp4", ".gif", ".png") else out / "00.mp4")
     controls = _controls(a)
     pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
     pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,

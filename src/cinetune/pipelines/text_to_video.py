@@ -52,6 +52,12 @@ class TextToVideoPipeline:
         mult = codec.spatial * view.patch_size[1]
         if height < mult or width < mult or height % mult or width % mult:
             raise CinetuneError(f"height and width must be positive multiples of {mult}, got {height}x{width}")
+        rope = getattr(self.backbone.transformer.config, "rope_max_seq_len", None)  # Wan: positions per axis
+        grid = view.token_grid((1, 1, (frames - 1) // codec.temporal + 1, height // codec.spatial,
+                                width // codec.spatial))
+        if rope is not None and max(grid) > rope:
+            raise CinetuneError(f"{frames} frames at {height}x{width} make a {grid[0]}x{grid[1]}x{grid[2]} token grid; "
+                                f"this model's rotary positions reach {rope} per axis")
 
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         return self.backbone.text_encoder(prompts).to(self.device)
