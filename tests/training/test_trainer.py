@@ -88,6 +88,24 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
         train(tiny(tmp_path, "none"), resume=True, progress=False)
 
 
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.safetensors"])
+def test_resume_passes_over_a_truncated_checkpoint_to_the_newest_that_verifies(tmp_path, capsys, damaged):
+    cfg = tiny(tmp_path, "damaged", steps=6, checkpoint_every=2, keep_checkpoints=3)
+    train(cfg, stop_after=4, progress=False)
+    newest = Path(cfg.output_dir) / "checkpoints" / "step-0000004"
+    data = (newest / damaged).read_bytes()
+    (newest / damaged).write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    out = train(cfg, resume=True, progress=False)
+    printed = capsys.readouterr().out
+    assert "skipping damaged checkpoint step-0000004" in printed and "resumed from" in printed
+    assert "step-0000002 at step 2" in printed and (out / "final").is_dir()
+    # with every checkpoint damaged there is nothing to resume from: a one-line error, not a traceback
+    for ck in (Path(cfg.output_dir) / "checkpoints").iterdir():
+        (ck / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(CinetuneError, match="verifies"):
+        train(cfg, resume=True, progress=False)
+
+
 def test_a_fresh_run_over_an_existing_run_is_refused_and_keeps_it(tmp_path):
     cfg = tiny(tmp_path, "old", steps=4, checkpoint_every=2)
     train(cfg, stop_after=2, progress=False)

@@ -57,9 +57,10 @@ def save_checkpoint(root: Path, step: int, model_state: dict, optimizers: dict, 
             weights, meta_file = _optimizer_files(name)
             save_file(tensors, tmp / weights)
             (tmp / meta_file).write_text(json.dumps(meta))
+        files = {f.name: _fingerprint(f) for f in sorted(tmp.iterdir())}  # what verify_checkpoint checks on resume
         (tmp / "state.json").write_text(json.dumps(
-            {"step": step, "lr_schedulers": {n: s.state_dict() for n, (_, s) in optimizers.items()}, **extra},
-            default=str))
+            {"step": step, "lr_schedulers": {n: s.state_dict() for n, (_, s) in optimizers.items()}, "files": files,
+             **extra}, default=str))
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -70,6 +71,34 @@ def list_checkpoints(root: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
     return [p for _, p in sorted(found)]
+
+
+def _fingerprint(path: Path) -> dict:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """None when every file the checkpoint recorded is there with its size and hash (checkpoints written before
+    fingerprints were recorded pass); else what is wrong, in a few words."""
+    try:
+        files = json.loads((path / "state.json").read_text()).get("files")
+    except (OSError, ValueError) as e:
+        return f"state.json unreadable ({type(e).__name__})"
+    for name, want in (files or {}).items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} missing"
+        if f.stat().st_size != want["size"]:
+            return f"{name} is {f.stat().st_size} bytes, {want['size']} were written"
+        if _fingerprint(f)["sha256"] != want["sha256"]:
+            return f"{name} changed since it was written"
+    return None
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict, ema_state: list[torch.Tensor] | None,

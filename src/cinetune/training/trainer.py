@@ -17,7 +17,7 @@ from ..config import to_yaml
 from ..core.figures import figure
 from ..errors import CinetuneError
 from ..io import atomic_dir, atomic_path, write_text
-from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, verify_checkpoint
 from .config import TrainConfig
 from .ema import EMA
 from .task import Update
@@ -173,15 +173,31 @@ def _setup(cfg: TrainConfig, resume: bool, accelerator, make_task_fn):
     ema = EMA(ema_params, cfg.ema_decay) if cfg.ema_decay and ema_params else None
     start = 0
     if resume:
-        found = list_checkpoints(ckpt_root)
-        if not found:
-            raise CinetuneError(f"--resume: no checkpoint under {ckpt_root}")
-        state = load_checkpoint(found[-1], task.model, {n: (o.optimizer, o.scheduler) for n, o in optims.items()},
-                                ema.shadow if ema else None, task)
+        path, state = _resume(ckpt_root, task, optims, ema, accelerator.is_main_process)
         start = int(state["step"])
         if accelerator.is_main_process:
-            print(f"resumed from {found[-1]} at step {start}")
+            print(f"resumed from {path} at step {start}")
     return task, optims, ema, start
+
+
+def _resume(ckpt_root: Path, task, optims: dict, ema, verbose: bool) -> tuple[Path, dict]:
+    """Load the newest checkpoint that verifies and loads; a damaged newer one is reported and passed over."""
+    found = list_checkpoints(ckpt_root)
+    if not found:
+        raise CinetuneError(f"--resume: no checkpoint under {ckpt_root}")
+    problems = []
+    for path in reversed(found):
+        why = verify_checkpoint(path)
+        if why is None:
+            try:
+                return path, load_checkpoint(path, task.model, {n: (o.optimizer, o.scheduler) for n, o in optims.items()},
+                                             ema.shadow if ema else None, task)
+            except CinetuneError as e:
+                why = str(e)
+        problems.append(f"{path.name}: {why}")
+        if verbose:
+            print(f"skipping damaged checkpoint {path.name} ({why})")
+    raise CinetuneError(f"--resume: no checkpoint under {ckpt_root} verifies ({'; '.join(problems)})")
 
 
 def _run_update(o: _Optim, task, model, accelerator, cfg: TrainConfig, batches, step: int
