@@ -70,6 +70,17 @@ def test_unknown_preset_and_incomplete_directory(tmp_path):
         load_directory(tmp_path)
 
 
+def test_a_directory_with_a_corrupt_json_file_is_a_clear_error(tiny_wan_dir, tmp_path):
+    import shutil
+
+    for name in ("transformer/config.json", "cinetune.json"):
+        broken = tmp_path / name.replace("/", "_")
+        shutil.copytree(tiny_wan_dir, broken)
+        (broken / name).write_text("{not json")
+        with pytest.raises(CinetuneError, match="cannot read .*JSONDecodeError"):
+            load_directory(broken)
+
+
 def test_diffusers_wan_directory_loads(tiny_wan_dir):
     b = load_backbone(str(tiny_wan_dir))
     assert b.preset.family == "wan" and isinstance(b.view, VideoDiTView)

@@ -95,12 +95,22 @@ def _load_toy(preset: BackbonePreset, random_init: bool, weights: bool = True) -
                     toy_scheduler(preset.flow_shift), source=preset.name)
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CinetuneError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise CinetuneError(f"{path}: expected a JSON object")
+    return data
+
+
 def _check_dir(root: Path) -> dict:
     if not root.is_dir():
         raise CinetuneError(f"model directory not found: {root}; {LAYOUT}")
     missing = [d for d in ("transformer", "vae", "scheduler") if not (root / d / "config.json").is_file()
                and not (root / d / "scheduler_config.json").is_file()]
-    extra = json.loads((root / "cinetune.json").read_text()) if (root / "cinetune.json").is_file() else {}
+    extra = _read_json(root / "cinetune.json") if (root / "cinetune.json").is_file() else {}
     if "text_encoder" not in extra and not ((root / "text_encoder").is_dir() and (root / "tokenizer").is_dir()):
         missing.append("text_encoder/ + tokenizer/")
     if missing:
@@ -115,7 +125,7 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Ba
 
     root = Path(root).expanduser()
     extra = _check_dir(root)
-    tcfg = json.loads((root / "transformer" / "config.json").read_text())
+    tcfg = _read_json(root / "transformer" / "config.json")
     family = "cogvideox" if "CogVideoX" in tcfg.get("_class_name", "") else "wan"
     if preset is None:
         preset = BackbonePreset(name=root.name, family=family, description=f"local directory {root}",
