@@ -79,3 +79,19 @@ def test_eval_errors_name_the_problem(toy_dir, tmp_path, capsys):
     assert "unknown metric" in capsys.readouterr().err
     assert main(["eval", "--generated", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.json")]) == 2
     assert not (tmp_path / "r.json").exists()
+
+
+def test_eval_refuses_a_named_metric_its_inputs_cannot_give(toy_dir, tmp_path, capsys):
+    clips = str(toy_dir / "clips")
+    assert main(["eval", "--generated", clips, "--metrics", "psnr", "--out", str(tmp_path / "r.json")]) == 2
+    assert "metric psnr needs --reference" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_reports_are_strict_json_with_null_for_undefined_numbers(tmp_path):
+    from cinetune.io import write_json
+
+    write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2.5}})
+    text = (tmp_path / "r.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": 2.5}}

@@ -279,7 +279,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
         except Exception as e:
             raise CinetuneError(f"--face-references: cannot read an image in {folder}: {e}") from None
     cfg = EvalConfig(metrics=metrics, conditions=tuple(c for c in a.conditions.split(",") if c), features=a.features,
-                     backend=a.backend, faces="dlib" if face_images is not None else "toy")
+                     backend=a.backend, faces="dlib" if face_images is not None else "toy", strict=bool(a.metrics))
     report = evaluate(gen, ref, prompts, identities, cfg, names, face_images)
     out = Path(a.out)
     write_json(out, report)

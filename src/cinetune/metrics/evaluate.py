@@ -37,6 +37,7 @@ class EvalConfig:
     pck_threshold: float = 0.05  # PCK radius as a fraction of max(H, W)
     faces: str = "toy"  # identity: "toy" (annotator + toy identity encoder) or "dlib" (real faces, optional extra)
     progress: bool = True
+    strict: bool = False  # the metrics were asked for by name: one the inputs cannot give is an error, not skipped
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "EvalConfig":
@@ -114,18 +115,22 @@ def _wanted(cfg: EvalConfig, generated, reference, prompts, identities, face_ima
     want = set(cfg.metrics)
     if not generated:
         raise CinetuneError("no generated videos to evaluate")
+    missing: dict[str, str] = {}
     if reference is None:
-        want -= set(PAIRED) | {"fvd"}
+        missing.update({m: "--reference" for m in want & (set(PAIRED) | {"fvd"})})
     elif want & set(PAIRED):
         _check_pairs(generated, reference, names)
     if prompts is None:
-        want.discard("alignment")
+        missing.update({m: "prompts (--prompts, or a render-toy --reference)" for m in want & {"alignment"}})
     elif len(prompts) != len(generated):
         raise CinetuneError(f"{len(prompts)} prompts for {len(generated)} videos")
     if (identities is None and cfg.faces == "toy") or (face_images is None and cfg.faces == "dlib"):
-        want.discard("identity")
+        missing.update({m: "identities (a render-toy --reference or --face-references)" for m in want & {"identity"}})
     if cfg.faces not in ("toy", "dlib"):
         raise CinetuneError(f"faces must be toy or dlib, got {cfg.faces!r}")
+    if cfg.strict and missing:
+        raise CinetuneError("; ".join(f"metric {m} needs {need}" for m, need in sorted(missing.items())))
+    want -= set(missing)
     return want
 
 
