@@ -386,3 +386,23 @@ def test_image_steps_train_on_the_first_latent_frame(tmp_path):
     train(cfg, progress=False)
     with pytest.raises(CinetuneError, match="image_share"):
         tiny(tmp_path, "bad", data={"image_share": 1.5}).validate()
+
+
+def test_resume_refuses_a_changed_training_field_and_keeps_the_record(tmp_path):
+    cfg = tiny(tmp_path, "changed", steps=4, checkpoint_every=2)
+    train(cfg, stop_after=2, progress=False)
+    before = (Path(cfg.output_dir) / "config.yaml").read_text()
+    cfg.optim.lr = 1e30
+    with pytest.raises(CinetuneError, match=r"optim.lr 0.001 -> 1e\+30"):
+        train(cfg, resume=True, progress=False)
+    assert (Path(cfg.output_dir) / "config.yaml").read_text() == before
+    cfg.optim.lr, cfg.log_every = 1e-3, 1  # how a run logs may change
+    assert (train(cfg, resume=True, progress=False) / "final").is_dir()
+
+
+def test_a_nan_loss_names_a_checkpoint_that_exists(tmp_path):
+    cfg = tiny(tmp_path, "nan", steps=4, checkpoint_every=3, optim={"lr": 1e30, "warmup_steps": 0})
+    with pytest.raises(CinetuneError) as e:
+        train(cfg, progress=False)
+    msg = str(e.value)
+    assert "no checkpoint was written yet" in msg or Path(msg.split("checkpoint is ")[1].split(" ")[0]).is_dir()

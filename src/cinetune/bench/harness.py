@@ -17,8 +17,10 @@ from . import median_time
 KINDS = ["canny", "depth", "pose"]
 
 # settings that change nothing about the trained weights
-BOOKKEEPING = ("output_dir", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every", "num_validation",
-               "validation_steps")
+def _bookkeeping() -> set[str]:
+    from ..training.trainer import RESUME_MAY_CHANGE
+
+    return {"output_dir", *RESUME_MAY_CHANGE}
 
 
 def _settings(cfg: dict) -> dict:
@@ -27,7 +29,8 @@ def _settings(cfg: dict) -> dict:
     from ..methods.registry import methods
     from ..training.config import init_dir
 
-    cfg = {k: v for k, v in cfg.items() if k not in BOOKKEEPING}
+    book = _bookkeeping()
+    cfg = {k: v for k, v in cfg.items() if k not in book}
     try:  # the same weights named by path or by shipped name
         cfg["init"] = str(Path(init_dir(cfg.get("init", ""), "transformer")).resolve()) if cfg.get("init") else ""
     except CinetuneError:

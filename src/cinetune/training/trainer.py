@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -180,6 +181,43 @@ def _setup(cfg: TrainConfig, resume: bool, accelerator, make_task_fn):
     return task, optims, ema, start
 
 
+# Fields a resumed run may change: how it logs, validates and checkpoints, not what it trains.
+RESUME_MAY_CHANGE = {"log_every", "validate_every", "checkpoint_every", "keep_checkpoints", "num_validation",
+                      "validation_steps"}
+
+
+def _check_resumable(cfg: TrainConfig, saved: Path) -> None:
+    """--resume continues the run as it was configured (the checkpoint's optimizer, LR schedule and data order):
+    a changed training field would be ignored in part while config.yaml recorded it, so it is refused. Fields the
+    saved config does not name (added since) are not compared."""
+    import yaml
+
+    if not saved.is_file():
+        return
+    from ..methods.registry import methods
+
+    old = yaml.safe_load(saved.read_text()) or {}
+    new = dataclasses.asdict(cfg)
+    skip = RESUME_MAY_CHANGE | {m.section for n, m in methods().items() if n != cfg.task}  # others' sections
+
+    def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+        out = []
+        for k, v in a.items():
+            if k not in b or (not prefix and k in skip):
+                continue
+            if isinstance(v, dict) and isinstance(b[k], dict):
+                out += diff(v, b[k], f"{prefix}{k}.")
+            elif (list(v) if isinstance(v, (list, tuple)) else v) != (list(b[k]) if isinstance(b[k], (list, tuple))
+                                                                      else b[k]):
+                out.append(f"{prefix}{k} {v!r} -> {b[k]!r}")
+        return out
+
+    changed = diff(old, new)
+    if changed:
+        raise CinetuneError(f"--resume continues {saved.parent} as it was configured; changed: {', '.join(changed[:4])}"
+                            " (start another output_dir to train with them)")
+
+
 def _resume(ckpt_root: Path, task, optims: dict, ema, verbose: bool) -> tuple[Path, dict]:
     """Load the newest checkpoint that verifies and loads; a damaged newer one is reported and passed over."""
     found = list_checkpoints(ckpt_root)
@@ -214,8 +252,11 @@ def _run_update(o: _Optim, task, model, accelerator, cfg: TrainConfig, batches, 
     total = accelerator.reduce(total, reduction="mean").item()
     if not math.isfinite(total):
         what = "loss" if o.update.name == "model" else f"{o.update.name} loss"
-        raise CinetuneError(f"{what} became {total} at step {step + 1}; the last good checkpoint is kept in "
-                            f"{Path(cfg.output_dir) / 'checkpoints'} (lower optim.lr or use mixed_precision=no)")
+        found = list_checkpoints(Path(cfg.output_dir) / "checkpoints")
+        kept = (f"the last good checkpoint is {found[-1]}" if found else
+                f"no checkpoint was written yet (the first comes at step {cfg.checkpoint_every})")
+        raise CinetuneError(f"{what} became {total} at step {step + 1}; {kept} (lower optim.lr or use "
+                            f"mixed_precision=no)")
     g = cfg.optim.grad_clip
     grad_norm = accelerator.clip_grad_norm_(o.params, g) if g > 0 else torch.tensor(0.0)
     o.optimizer.step()
@@ -251,6 +292,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     out = Path(cfg.output_dir)
     accelerator = _accelerator(cfg)
     main = accelerator.is_main_process
+    if resume:
+        _check_resumable(cfg, out / "config.yaml")
     task, optims, ema, start = _setup(cfg, resume, accelerator, make_task_fn)
     if main:
         out.mkdir(parents=True, exist_ok=True)
