@@ -198,7 +198,8 @@ def _check_resumable(cfg: TrainConfig, saved: Path) -> None:
 
     old = yaml.safe_load(saved.read_text()) or {}
     new = dataclasses.asdict(cfg)
-    skip = RESUME_MAY_CHANGE | {m.section for n, m in methods().items() if n != cfg.task}  # others' sections
+    # output_dir: the same folder, however it is spelled; other methods' sections do not train here
+    skip = RESUME_MAY_CHANGE | {"output_dir"} | {m.section for n, m in methods().items() if n != cfg.task}
 
     def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         out = []
