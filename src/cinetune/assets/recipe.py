@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -198,15 +199,14 @@ def _launch(root: Path, stage: Stage, state: str, threads: int) -> subprocess.Po
     write_json(run / "recipe.json", {"digest": _digest(recipe_of(stage)), **recipe_of(stage)})
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    cli = [sys.executable, "-m", "cinetune.cli"]
+    export = [*cli, "export-asset", "--run", str(run), "--name", str(stage.asset), "--stage", stage.name]
     if state == "export":
-        cmd = [sys.executable, "-m", "cinetune.cli", "export-asset", "--run", str(run), "--name", stage.asset,
-               "--stage", stage.name]
+        cmd = export
     else:
-        cmd = [sys.executable, "-m", "cinetune.cli", "train", *stage.train, f"output_dir=runs/{stage.name}",
-               *(["--resume"] if state == "resume" else [])]
+        cmd = [*cli, "train", *stage.train, f"output_dir=runs/{stage.name}", *(["--resume"] if state == "resume" else [])]
         if stage.asset:  # train, then export in the same process chain
-            cmd = ["/bin/sh", "-c", " && ".join(_quote(c) for c in (cmd, [sys.executable, "-m", "cinetune.cli",
-                   "export-asset", "--run", str(run), "--name", stage.asset, "--stage", stage.name]))]
+            cmd = ["/bin/sh", "-c", f"{shlex.join(cmd)} && {shlex.join(export)}"]
     log = (logs / f"{stage.name}.log").open("a")
     log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {state}: {' '.join(cmd)}\n")
     log.flush()
@@ -214,12 +214,6 @@ def _launch(root: Path, stage: Stage, state: str, threads: int) -> subprocess.Po
                             start_new_session=True)  # outlives an interrupted parent; its lock keeps others off
     (run / "running.pid").write_text(str(proc.pid))
     return proc
-
-
-def _quote(cmd: list[str]) -> str:
-    import shlex
-
-    return " ".join(shlex.quote(c) for c in cmd)
 
 
 def _mark_exported(root: Path, stage: Stage) -> None:
