@@ -26,7 +26,8 @@ from ..io import atomic_dir, write_json
 
 @dataclass(frozen=True)
 class Stage:
-    """One training run of the rebuild, trained into `runs/<name>`. `train`: the `cinetune train` arguments; `needs`: stages whose results it reads; `asset`: exported under this name when it ends;
+    """One training run of the rebuild, trained into `runs/<name>`. `train`: the `cinetune train` arguments;
+    `needs`: stages whose results it reads; `asset`: exported under this name when it ends;
     `minutes`: planned one-core minutes, the ETA until the run has measured its own speed."""
 
     name: str
@@ -204,7 +205,8 @@ def _launch(root: Path, stage: Stage, state: str, threads: int) -> subprocess.Po
     if state == "export":
         cmd = export
     else:
-        cmd = [*cli, "train", *stage.train, f"output_dir=runs/{stage.name}", *(["--resume"] if state == "resume" else [])]
+        cmd = [*cli, "train", *stage.train, f"output_dir=runs/{stage.name}",
+               *(["--resume"] if state == "resume" else [])]
         if stage.asset:  # train, then export in the same process chain
             cmd = ["/bin/sh", "-c", f"{shlex.join(cmd)} && {shlex.join(export)}"]
     log = (logs / f"{stage.name}.log").open("a")
