@@ -22,11 +22,13 @@ def _backbone(name: str):
 EXAMPLES = [(m, ex) for m in methods().values() for ex in m.examples(_backbone)]
 
 
-def _inputs(backbone, kinds):
+def _inputs(backbone, kinds, extra=None):
+    """Latents, timesteps, text and the conditions: a condition video per kind plus the example's own (e.g. reference
+    faces)."""
     g = torch.Generator().manual_seed(3)
     lat = torch.randn(2, 16, 3, 16, 16, generator=g)
     rng = np.random.default_rng(0)
-    conds = {k: rng.integers(0, 255, (9, 64, 64, 3), dtype=np.uint8) for k in kinds}
+    conds = {k: rng.integers(0, 255, (9, 64, 64, 3), dtype=np.uint8) for k in kinds} | dict(extra or {})
     return lat, torch.tensor([300.0, 800.0]), backbone.text_encoder(["a red circle", ""]), conds
 
 
@@ -48,7 +50,7 @@ def test_every_registered_method_has_examples():
 
 def test_identity_at_init_and_removal_restores_the_base(case):
     _, ex = case
-    inputs = _inputs(ex["backbone"], ex["model"].kinds)
+    inputs = _inputs(ex["backbone"], ex["model"].kinds, ex.get("conditions"))
     with torch.no_grad():
         base = ex["backbone"].view(*inputs[:3])
         att = ex["model"].attach(ex["backbone"])
@@ -67,7 +69,7 @@ def _grads(ex, ckpt: bool) -> dict:
     try:
         tr.train()
         (tr.enable_gradient_checkpointing if ckpt else tr.disable_gradient_checkpointing)()
-        _run(ex, att, _inputs(ex["backbone"], ex["model"].kinds)).square().mean().backward()
+        _run(ex, att, _inputs(ex["backbone"], ex["model"].kinds, ex.get("conditions"))).square().mean().backward()
         own = {id(p) for p in att.trainable_parameters()}
         everything = list(tr.named_parameters()) + [(f"{k}.{n}", p) for k, m in ex["model"].modules().items()
                                                     for n, p in m.named_parameters()]
@@ -100,7 +102,7 @@ def test_only_its_parameters_train_and_checkpointing_keeps_gradients(case):
 
 def test_save_load_round_trips_through_the_registry(case, tmp_path):
     _, ex = case
-    inputs = _inputs(ex["backbone"], ex["model"].kinds)
+    inputs = _inputs(ex["backbone"], ex["model"].kinds, ex.get("conditions"))
     with torch.no_grad():
         att = ex["model"].attach(ex["backbone"])
         ex["perturb"](ex["model"], att)

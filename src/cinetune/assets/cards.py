@@ -41,8 +41,8 @@ def export_asset(run: str | Path, name: str, root: Path | None = None, stage: st
     with atomic_dir(dest) as tmp:
         for sub in final.iterdir():
             shutil.copytree(sub, tmp / sub.name)
-        if cfg["task"] == "dit":
-            _store_half(tmp / "transformer")
+        if cfg["task"] in ("dit", "distill"):  # (a student's deltas are small: fp16 keeps them to 5e-4 relative)
+            _store_half(tmp / ("transformer" if cfg["task"] == "dit" else "student"))
         if (run / "loss.png").is_file():
             shutil.copy(run / "loss.png", tmp / "loss.png")
         if cfg["task"] == "dit":
@@ -103,10 +103,12 @@ METRIC_NOTES = {
 
 
 def _recipe(cfg: dict, name: str) -> str:
-    from ..methods.registry import methods
+    from ..methods.registry import extra_tasks, methods
 
     if cfg["task"] in methods():
         return methods()[cfg["task"]].card_text(cfg)[0]
+    if cfg["task"] in extra_tasks():
+        return f"cinetune train {cfg['task']} --preset {cfg.get('preset') or name}"
     return f"cinetune train {'base' if cfg['task'] in ('dit', 'vae') else 'features'} --preset {cfg.get('preset') or name}"
 
 

@@ -61,6 +61,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("toy-large-scale-adapter", ("scale-adapter", "--preset", "toy-scale-adapter", "--large", "toy-large",
                                       "--small", "toy-small-control", *CONTROL),
           needs=("toy-large", "toy-small-control"), asset="toy-large-scale-adapter", minutes=37),
+    # The distilled student of toy-large samples with the interpolator, which trains on the shared latent cache.
+    Stage("toy-interpolator", ("interpolator", "--preset", "toy-interpolator"), needs=("toy-small",),
+          asset="toy-interpolator", minutes=15),
+    Stage("toy-large-4step", ("distill", "--preset", "toy-large-4step"), needs=("toy-large", "toy-interpolator"),
+          asset="toy-large-4step", minutes=120),
 )
 
 

@@ -36,7 +36,7 @@ def _settings(cfg: dict) -> dict:
     except CinetuneError:
         pass
     for name, m in methods().items():
-        if name != cfg.get("task"):
+        if name != cfg.get("task") and cfg.get("task") not in m.extra_tasks:
             cfg.pop(m.section, None)
         elif hasattr(m.config, "reuse_settings"):
             cfg[m.section] = m.config.reuse_settings(cfg[m.section])

@@ -11,6 +11,7 @@ from ..errors import CinetuneError
 
 DEMO_CONTROL_SEED = 11  # held-out toy-world clips (training uses dataset seed 0)
 DEMO_ADAPTERS = {"controlnext": "toy-large-controlnext", "scale-adapter": "toy-large-scale-adapter"}  # shipped
+DEMO_STUDENT = "toy-large-4step"  # shipped distilled student of toy-large
 DEMO_PROMPTS = [
     "A red circle moves to the right on a plain navy backdrop.",
     "A large yellow star spins on a black background.",
@@ -44,7 +45,9 @@ def _finite(name: str, v: float | None) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_generate(a: argparse.Namespace) -> None:
-    from ..io import check_writable, video_grid, write_video
+    import torch
+
+    from ..io import check_writable
     from ..pipelines import TextToVideoPipeline
 
     for name in ("frames", "height", "width", "steps"):
@@ -53,19 +56,24 @@ def cmd_generate(a: argparse.Namespace) -> None:
     out = Path(a.out)
     check_writable(out if out.suffix.lower() in (".mp4", ".gif", ".png") else out / "00.mp4")
     controls = _controls(a)
-    pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
+    models = _adapters(a)
+    student = next((m for m in models if hasattr(m, "load_base")), None)  # a distilled student brings its teacher
+    pipe = (TextToVideoPipeline(student.load_base(), a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            if student else TextToVideoPipeline.from_pretrained(a.model, device=a.device))
     pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,
                     a.width or pipe.backbone.preset.width)
+    guidance = a.guidance if a.guidance is not None else (1.0 if student else 5.0)  # students are guidance-distilled
     kw = dict(negative_prompt=a.negative_prompt, frames=a.frames, height=a.height, width=a.width, steps=a.steps,
-              guidance=a.guidance, seed=a.seed)
-    if a.adapter:
-        from ..methods.registry import load_adapter
+              guidance=guidance, seed=a.seed)
+    if a.interpolate and not student:
+        raise CinetuneError("--interpolate needs a distilled student (--model STUDENT)")
+    if models:
         from ..pipelines import AdaptedPipeline
 
-        models = [load_adapter(path) for path in a.adapter]
-        if not controls:
+        conditioned = [m for m in models if m.kinds]
+        if conditioned and not controls:
             raise CinetuneError("--adapter needs conditions: --control KIND=VIDEO or --control-from VIDEO (trained on "
-                                + "; ".join(f"{m.method}: {', '.join(m.kinds)}" for m in models) + ")")
+                                + "; ".join(f"{m.method}: {', '.join(m.kinds)}" for m in conditioned) + ")")
         if a.slot:
             slotted = [m for m in models if hasattr(m, "slots")]
             if not slotted:
@@ -73,12 +81,47 @@ def cmd_generate(a: argparse.Namespace) -> None:
             for m in slotted:
                 m.slots = dict(_pair(s, "--slot") for s in a.slot)
         res = AdaptedPipeline(pipe, models)(a.prompt, controls=controls, control_scale=a.control_scale,
-                                            control_start=a.control_start, control_end=a.control_end, **kw)
+                                            control_start=a.control_start, control_end=a.control_end,
+                                            interpolate=a.interpolate, identities=_identity_images(a), **kw)
     else:
         if controls:
             raise CinetuneError("--control needs --adapter PATH|NAME")
         res = pipe(a.prompt, **kw)
-    fps = pipe.backbone.preset.fps
+    _write_generated(res, out, pipe.backbone.preset.fps)
+
+
+def _adapters(a: argparse.Namespace) -> list:
+    """--adapter models, and --model when it names a distilled student (which loads onto its teacher) first."""
+    from ..core import find_manifest
+    from ..methods.registry import load_adapter, methods
+
+    models = [load_adapter(path) for path in [*(a.adapter or []), *([a.identities] if a.identities else [])]]
+    if a.identity and not a.identities:
+        raise CinetuneError("--identity needs --identities MODEL (a trained Ingredients model)")
+    if find_manifest(a.model, [m.manifest for m in methods().values()]) is not None:
+        models.insert(0, load_adapter(a.model))
+    if a.interpolator:
+        from ..core import load_pretrained
+        from ..methods.distill.cli import find_interpolator
+        from ..methods.distill.interpolator import LatentInterpolator
+
+        students = [m for m in models if hasattr(m, "interpolator")]
+        if not students:
+            raise CinetuneError("--interpolator needs a distilled student (--model STUDENT)")
+        students[0].interpolator = load_pretrained(LatentInterpolator, find_interpolator(a.interpolator))
+    return models
+
+
+def _identity_images(a: argparse.Namespace) -> list | None:
+    """--identity IMAGE (repeatable): a photo or a video (its first frame), one per person."""
+    from ..io import read_video
+
+    return [read_video(p)[0][0] for p in a.identity] if a.identity else None
+
+
+def _write_generated(res, out: Path, fps: int) -> None:
+    from ..io import video_grid, write_video
+
     if out.suffix.lower() in (".mp4", ".gif", ".png"):
         paths = [write_video(out, video_grid(list(res.videos)) if len(res.videos) > 1 else res.videos[0], fps)]
     else:
@@ -133,6 +176,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
     print(grid)
     if a.model == "toy-large":
         print(_demo_control(pipe, out, a, fps))
+        _demo_distill(pipe, out, a, fps)
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
 
 
@@ -165,6 +209,35 @@ def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
         rows.append(np.concatenate(cols, 2))
     print("control-grid.gif columns: reference | " + " | ".join(kinds) + " | uncontrolled | " + " | ".join(adapters))
     return write_video(out / "control-grid.gif", video_grid(rows, cols=1), fps)
+
+
+def _demo_distill(pipe, out: Path, a: argparse.Namespace, fps: int) -> None:
+    """Teacher (its steps, guidance) | student (its steps) | student + frame interpolation, on the demo prompts, with
+    each row's wall time from prompt to pixels."""
+    import numpy as np
+
+    from ..backbones.presets import assets_root
+    from ..io import video_grid, write_video
+    from ..methods.registry import load_adapter
+
+    if not (assets_root() / DEMO_STUDENT).is_dir():
+        return
+    student = load_adapter(DEMO_STUDENT)
+    t0 = time.perf_counter()
+    rows = [np.concatenate(list(pipe(DEMO_PROMPTS, steps=a.steps, guidance=a.guidance, seed=a.seed,
+                                     progress=False).videos), 2)]
+    times = {f"teacher ({a.steps} steps x CFG)": time.perf_counter() - t0}
+    with student.attach(pipe.backbone) as att:
+        for name, interpolate in (("student", False), ("student + interpolation", True)):
+            if interpolate and student.interpolator is None:
+                continue
+            t0 = time.perf_counter()
+            res = pipe(DEMO_PROMPTS, guidance=1.0, seed=a.seed, progress=False, sampler=att.sampler,
+                       interpolate=interpolate)
+            times[f"{name} ({len(student.timesteps)} steps)"] = time.perf_counter() - t0
+            rows.append(np.concatenate(list(res.videos), 2))
+    grid = write_video(out / "distill-grid.gif", video_grid(rows, cols=1), fps)
+    print(f"{grid}  rows: " + "; ".join(f"{n} {t:.1f} s" for n, t in times.items()))
 
 
 def cmd_render_toy(a: argparse.Namespace) -> None:
@@ -349,8 +422,13 @@ def _add_generation(sub) -> None:
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--model", default="toy-large", help="preset name or diffusers-format directory")
     _add_size(g)
-    g.add_argument("--steps", type=int, default=30)
-    g.add_argument("--guidance", type=float, default=5.0)
+    g.add_argument("--steps", type=int, default=None, help="default: 30, or a distilled student's own steps")
+    g.add_argument("--guidance", type=float, default=None, help="default: 5, or 1 (none) for a distilled student")
+    g.add_argument("--interpolate", action="store_true",
+                   help="a distilled student's frame interpolation: the first steps at half the frame rate")
+    g.add_argument("--interpolator", default=None, metavar="DIR", help="with --interpolate: this trained interpolator")
+    g.add_argument("--identities", default=None, metavar="MODEL", help="a trained Ingredients model (dir or name)")
+    g.add_argument("--identity", action="append", metavar="IMAGE", help="a reference face photo per person (repeat)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")

@@ -21,7 +21,7 @@ def _common(t: argparse.ArgumentParser, default_preset: str | None) -> None:
 
 
 def add_train(sub) -> None:
-    from ..methods.registry import methods
+    from ..methods.registry import extra_tasks, methods
 
     t = sub.add_parser("train", help="train with the shared trainer: cinetune train base --preset toy-small")
     kinds = t.add_subparsers(dest="kind", required=True, parser_class=type(t), metavar="KIND")
@@ -36,6 +36,10 @@ def add_train(sub) -> None:
             k.add_argument(f.option, dest=f"flag_{f.target}", metavar=f.option.lstrip("-").upper(), default=None,
                            help=f.help)
         k.set_defaults(fn=cmd_train, tasks=(name,), flags=m.flags, method=m)
+    for name, (_, preset, summary) in extra_tasks().items():
+        k = kinds.add_parser(name, help=summary)
+        _common(k, preset)
+        k.set_defaults(fn=cmd_train, tasks=(name,), flags=())
 
 
 def _nested(dotted: dict) -> dict:

@@ -16,13 +16,13 @@ from ..io import atomic_dir, atomic_path
 
 
 def find_manifest(path: str | Path, manifests: Iterable[str]) -> tuple[Path, str] | None:
-    """(directory, manifest file name) of the first saved adapter at `path`, `path/*/`, `<assets>/<path>` or
-    `<assets>/<path>/*/`; None when there is none."""
+    """(directory, manifest file name) of the first saved adapter at `path`, `path/*/`, `path/final/*/` (a training
+    run), `<assets>/<path>` or `<assets>/<path>/*/`; None when there is none."""
     from ..backbones.presets import assets_root
 
     manifests = list(manifests)
     p = Path(path)
-    roots = [p] + ([assets_root() / str(path)] if str(path) and "/" not in str(path) else [])
+    roots = [p, p / "final"] + ([assets_root() / str(path)] if str(path) and "/" not in str(path) else [])
     for root in roots:
         if not root.is_dir():
             continue

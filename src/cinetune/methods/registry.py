@@ -15,6 +15,8 @@ from ..errors import CinetuneError
 METHOD_MODULES = {
     "control": "cinetune.methods.control",
     "scale-adapter": "cinetune.methods.scale_adapter",
+    "distill": "cinetune.methods.distill",
+    "ingredients": "cinetune.methods.ingredients",
 }
 
 
@@ -52,6 +54,9 @@ class Method:
     card: str = ""  # "module:function" (cfg dict) -> (recipe command, samples sentence) for model cards
     contract: str = ""  # "module:function" (make_backbone) -> tiny examples for the shared contract test
     commands: str = ""  # "module:function" (argparse subparsers) adding the method's own commands, if any
+    # further training tasks of the method, each its own `cinetune train <name>`: name -> (task "module:Class",
+    # default preset, summary), e.g. distill's frame interpolator
+    extra_tasks: dict = field(default_factory=dict)
 
     def model_class(self):
         return _resolve(self.model)
@@ -76,6 +81,11 @@ def methods() -> dict[str, Method]:
             raise RuntimeError(f"{module}.METHOD is named {spec.name!r}, registered as {name!r}")
         out[name] = spec
     return out
+
+
+def extra_tasks() -> dict[str, tuple[str, str, str]]:
+    """Every method's further training tasks: name -> (task "module:Class", default preset, summary)."""
+    return {k: v for m in methods().values() for k, v in m.extra_tasks.items()}
 
 
 def config_sections() -> dict[str, type]:

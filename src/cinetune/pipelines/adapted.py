@@ -56,32 +56,59 @@ class AdaptedPipeline:
         return self.base.backbone
 
     @torch.no_grad()
-    def __call__(self, prompt=None, *, controls: dict[str, np.ndarray], control_scale: float = 1.0,
+    def __call__(self, prompt=None, *, controls: dict[str, np.ndarray] | None = None, control_scale: float = 1.0,
                  control_start: float = 0.0, control_end: float = 1.0, frames: int | None = None,
-                 height: int | None = None, width: int | None = None, steps: int = 30, **kwargs) -> VideoOutput:
+                 height: int | None = None, width: int | None = None, steps: int | None = None,
+                 interpolate: bool = False, identities=None, **kwargs) -> VideoOutput:
+        """An attached distilled student (an attachment with a `sampler`) samples in its few steps; `steps` defaults
+        to its own (else 30). `identities`: reference images (H, W, 3) uint8, one per person (or aligned faces
+        (K, 3, crop, crop)), for the adapters that take references (Ingredients)."""
         if not 0.0 <= control_start < control_end <= 1.0:
             raise CinetuneError(f"need 0 <= control_start < control_end <= 1, got {control_start}, {control_end}")
         p = self.backbone.preset
         frames, height, width = frames or p.frames, height or p.height, width or p.width
         self.base.check_size(frames, height, width)
-        fitted = {k: fit_condition(v, frames, height, width, k, f"{k} condition") for k, v in controls.items()}
+        fitted = {k: fit_condition(v, frames, height, width, k, f"{k} condition") for k, v in (controls or {}).items()}
         view = self.backbone.view
         attached = []
         try:
-            for a in self.adapters:
+            # a model that replaces the base weights (a distilled student) goes first: the others' deltas and hooks
+            # then act on the weights it checks for and writes
+            for a in sorted(self.adapters, key=lambda a: not getattr(a, "attach_first", False)):
                 attached.append(a.attach(self.backbone))
-                attached[-1].prepare(fitted)
+                attached[-1].prepare({**fitted, **self._references(a, identities, prompt, kwargs, height, width)})
+            samplers = [att.sampler for att in attached if getattr(att, "sampler", None) is not None]
+            if len(samplers) > 1:
+                raise CinetuneError("more than one distilled student attached: use one")
+            sampler = samplers[0] if samplers else None
+            if interpolate and fitted:
+                raise CinetuneError("frame interpolation runs the first steps at half the frame rate, which condition "
+                                    "videos do not have: generate with controls without --interpolate")
+            n = steps or (len(sampler.sigmas()) if sampler else 30)
 
             def model_fn(x, t, e, i):
-                on = control_start <= i / steps < control_end
+                on = control_start <= i / n < control_end
                 for att in attached:
                     att.before_step(x, t, e, control_scale if on else 0.0)
                 return view(x, t, e)
 
-            return self.base(prompt, frames=frames, height=height, width=width, steps=steps, model_fn=model_fn, **kwargs)
+            return self.base(prompt, frames=frames, height=height, width=width, steps=n, model_fn=model_fn,
+                             sampler=sampler, interpolate=interpolate, **kwargs)
         finally:
             for att in reversed(attached):
                 att.remove()
+
+
+    def _references(self, adapter, identities, prompt, kwargs: dict, height: int, width: int) -> dict:
+        """The reference conditions of an adapter that takes them (`references`), for every prompt of the call."""
+        if not hasattr(adapter, "references"):
+            return {}
+        if identities is None:
+            raise CinetuneError(f"the {adapter.method} model needs reference faces (identities=..., --identity IMAGE)")
+        faces = identities if torch.is_tensor(identities) else adapter.faces(identities)
+        B = kwargs["prompt_embeds"].shape[0] if kwargs.get("prompt_embeds") is not None else \
+            (1 if isinstance(prompt, str) else len(prompt))
+        return adapter.references(self.backbone, faces[None].expand(B, *faces.shape), height, width)
 
 
 ControlledPipeline = AdaptedPipeline  # the name before methods other than control existed

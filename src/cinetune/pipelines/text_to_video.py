@@ -65,16 +65,22 @@ class TextToVideoPipeline:
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, *, prompt_embeds: torch.Tensor | None = None,
                  negative_prompt: str = "", negative_prompt_embeds: torch.Tensor | None = None,
-                 frames: int | None = None, height: int | None = None, width: int | None = None, steps: int = 30,
-                 guidance: float = 5.0, seed: int = 0, latents: torch.Tensor | None = None, progress: bool = True,
-                 model_fn: ModelFn | None = None, decode: bool = True) -> VideoOutput:
+                 frames: int | None = None, height: int | None = None, width: int | None = None,
+                 steps: int | None = None, guidance: float = 5.0, seed: int = 0, latents: torch.Tensor | None = None,
+                 progress: bool = True, model_fn: ModelFn | None = None, decode: bool = True, sampler=None,
+                 interpolate: bool = False) -> VideoOutput:
+        """`sampler`: a distilled student's few-step sampler (methods.distill.model.FewStepSampler) instead of the
+        backbone's scheduler; `steps` defaults to 30 for the scheduler, to the student's own steps for a sampler;
+        `interpolate`: the sampler's frame interpolation (paper Sec. 3.4)."""
         p = self.backbone.preset
         frames = p.frames if frames is None else frames
         height = p.height if height is None else height
         width = p.width if width is None else width
         self.check_size(frames, height, width)
-        if steps < 1:
+        if steps is not None and steps < 1:
             raise CinetuneError(f"steps must be >= 1, got {steps}")
+        if interpolate and sampler is None:
+            raise CinetuneError("frame interpolation needs a distilled student's sampler")
         if prompt_embeds is None:
             if prompt is None:
                 raise CinetuneError("give a prompt or prompt_embeds")
@@ -91,26 +97,40 @@ class TextToVideoPipeline:
         else:
             embeds = prompt_embeds
         shape = (B, *self.backbone.codec.latent_shape(frames, height, width))
+        view = self.backbone.view
+        model_fn = model_fn or (lambda x, t, e, i: view(x, t, e))
+
+        def guided(x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
+            t = (t.expand(x.shape[0]) if t.ndim == 0 else t).to(self.device)
+            pred = model_fn(torch.cat([x, x]) if cfg else x, torch.cat([t, t]) if cfg else t, embeds, i)
+            if cfg:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + guidance * (cond - uncond)
+            return pred
+
+        if sampler is not None:
+            if latents is not None:
+                raise CinetuneError("a few-step sampler draws its own noise at every step: pass seed, not latents")
+            latents = sampler.sample(guided, shape, torch.Generator().manual_seed(seed), self.device, steps,
+                                     interpolate)
+        else:
+            latents = self._schedule(guided, shape, steps or 30, seed, latents, progress)
+        if not torch.isfinite(latents).all():
+            raise CinetuneError("sampling produced non-finite latents (try fewer guidance or a float32 model)")
+        videos = to_uint8(self.backbone.codec.decode(latents)) if decode else np.zeros((0,), np.uint8)
+        return VideoOutput(videos, latents)
+
+    def _schedule(self, guided, shape: tuple[int, ...], steps: int, seed: int, latents: torch.Tensor | None,
+                  progress: bool) -> torch.Tensor:
+        """The backbone's scheduler from noise (or `latents`) over `steps` steps of guided predictions."""
         if latents is None:
-            gen = torch.Generator().manual_seed(seed)
-            latents = torch.randn(shape, generator=gen)
+            latents = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         latents = latents.to(self.device, torch.float32)
         scheduler = copy.deepcopy(self.backbone.scheduler)
         scheduler.set_timesteps(steps, device=self.device)
         if hasattr(scheduler, "init_noise_sigma"):
             latents = latents * scheduler.init_noise_sigma
-        view = self.backbone.view
-        model_fn = model_fn or (lambda x, t, e, i: view(x, t, e))
         for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
-            x = torch.cat([latents, latents]) if cfg else latents
-            if hasattr(scheduler, "scale_model_input"):
-                x = scheduler.scale_model_input(x, t)
-            pred = model_fn(x, t.expand(x.shape[0]).to(self.device), embeds, i)
-            if cfg:
-                uncond, cond = pred.chunk(2)
-                pred = uncond + guidance * (cond - uncond)
-            latents = scheduler.step(pred, t, latents, return_dict=False)[0]
-        if not torch.isfinite(latents).all():
-            raise CinetuneError("sampling produced non-finite latents (try fewer guidance or a float32 model)")
-        videos = to_uint8(self.backbone.codec.decode(latents)) if decode else np.zeros((0,), np.uint8)
-        return VideoOutput(videos, latents)
+            x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
+            latents = scheduler.step(guided(x, t, i), t, latents, return_dict=False)[0]
+        return latents

@@ -89,10 +89,10 @@ class BaseTrainConfig:
 
     def validate(self) -> "TrainConfig":
         from ..methods.registry import methods
-        from .tasks import BASE_TASKS
+        from .tasks import task_names
 
-        if self.task not in BASE_TASKS and self.task not in methods():
-            raise CinetuneError(f"task must be one of {', '.join([*BASE_TASKS, *methods()])}, got {self.task!r}")
+        if self.task not in task_names():
+            raise CinetuneError(f"task must be one of {', '.join(task_names())}, got {self.task!r}")
         if min(self.steps, self.batch_size, self.grad_accum, self.checkpoint_every, self.keep_checkpoints,
                self.log_every) <= 0 or self.validate_every < 0:
             raise CinetuneError("steps, batch_size, grad_accum, checkpoint_every, keep_checkpoints and log_every must "
@@ -109,6 +109,9 @@ class BaseTrainConfig:
             raise CinetuneError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.task in methods():
             getattr(self, methods()[self.task].section).validate()
+        for m in methods().values():  # a method's further task (distill's interpolator) reads the method's section
+            if self.task in m.extra_tasks:
+                getattr(self, m.section).validate()
         if self.decoder_base_dim < 0 or (self.decoder_base_dim and not (self.task == "vae" and self.decoder_only
                                                                        and self.init)):
             raise CinetuneError(f"decoder_base_dim must be 0, or > 0 for a vae task with decoder_only=true and an "

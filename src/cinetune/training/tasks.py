@@ -16,13 +16,21 @@ BASE_TASKS = {"dit": "cinetune.training.dit:DiTTask", "vae": "cinetune.training.
 
 
 def task_class(name: str) -> type[Task]:
-    from ..methods.registry import _resolve, methods
+    from ..methods.registry import _resolve, extra_tasks, methods
 
     if name in BASE_TASKS:
         return _resolve(BASE_TASKS[name])
     if name in methods():
         return methods()[name].task_class()
-    raise CinetuneError(f"unknown task {name!r}; known: {', '.join([*BASE_TASKS, *methods()])}")
+    if name in extra_tasks():
+        return _resolve(extra_tasks()[name][0])
+    raise CinetuneError(f"unknown task {name!r}; known: {', '.join(task_names())}")
+
+
+def task_names() -> list[str]:
+    from ..methods.registry import extra_tasks, methods
+
+    return [*BASE_TASKS, *methods(), *extra_tasks()]
 
 
 def make_task(cfg: TrainConfig, device: torch.device) -> Task:

@@ -35,7 +35,14 @@ def _accelerator(cfg: TrainConfig):
     # precision. Reset it, but not the distributed PartialState (the process group).
     AcceleratorState._reset_state(reset_partial_state=False)
     # Without cpu=True, `accelerate launch --multi_gpu` on a CPU-only machine does not form a real process group.
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_precision(cfg.mixed_precision))
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from .tasks import task_class
+
+    # A task whose updates each reach part of its module (distill: student or critic) needs DDP to allow it.
+    unused = bool(getattr(task_class(cfg.task), "find_unused_parameters", False))
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_precision(cfg.mixed_precision),
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)])
 
 
 def resolve_precision(name: str) -> str:
@@ -199,7 +206,8 @@ def _check_resumable(cfg: TrainConfig, saved: Path) -> None:
     old = yaml.safe_load(saved.read_text()) or {}
     new = dataclasses.asdict(cfg)
     # output_dir: the same folder, however it is spelled; other methods' sections do not train here
-    skip = RESUME_MAY_CHANGE | {"output_dir"} | {m.section for n, m in methods().items() if n != cfg.task}
+    skip = RESUME_MAY_CHANGE | {"output_dir"} | {m.section for n, m in methods().items()
+                                                       if n != cfg.task and cfg.task not in m.extra_tasks}
 
     def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         out = []
@@ -315,9 +323,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 log.write(done, loss, lr, grad_norm, dt, extra)
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
-            if cfg.validate_every and done % cfg.validate_every == 0 and done != cfg.steps and main:
-                if log_extra := _with_ema(task, ema, lambda: task.validate(out, done)):
+            if cfg.validate_every and done % cfg.validate_every == 0 and done != cfg.steps:
+                if main and (log_extra := _with_ema(task, ema, lambda: task.validate(out, done))):
                     log.write(done, loss, lr, grad_norm, dt, log_extra)
+                if _stop_requested(task, accelerator):
+                    break
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 _checkpoint(done, task, model, optims, ema, accelerator, cfg, log)
             if stop_after is not None and done >= stop_after:
@@ -330,6 +340,18 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         log.close()
         bar.close()
     return out
+
+
+def _stop_requested(task, accelerator) -> bool:
+    """A task's early stop (distill's guards), decided on the main process where validation runs, for every process."""
+    flag = torch.tensor([float(getattr(task, "stop_requested", False))], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast
+
+        flag = broadcast(flag, from_process=0)
+    if flag.item() and accelerator.is_main_process:
+        print("early stop: the task asked to stop (no better validation for a while)")
+    return bool(flag.item())
 
 
 def _checkpoint(done: int, task, model, optims: dict[str, _Optim], ema, accelerator, cfg: TrainConfig, log) -> None:

@@ -1,0 +1,89 @@
+"""Ingredients from the CLI on tiny runs: stage 1, stage 2 from it (bit-identical resume), generation with one and
+two reference photos; bad input is one line and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cinetune.io import read_video
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "cinetune.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+def _portrait(identity: int, path):
+    from cinetune.toyworld import RenderConfig, render
+    from cinetune.toyworld.scene import ActorSpec, Background, SceneSpec
+
+    spec = SceneSpec(seed=0, background=Background("flat", "grey", "grey", 0.0), kind="portrait",
+                     actors=[ActorSpec(identity=identity, action="talk", x=0.5, y=0.4, depth=0.5, facing=1, scale=0.19,
+                                       framing="portrait")])
+    iio.imwrite(path, render(spec, RenderConfig(frames=1, height=64, width=64)).video[0])
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ingredients-cli")
+    cache = f"data.cache_path={root / 'cache.safetensors'}"
+    r = run("train", "ingredients", "--preset", "tiny-ingredients", f"output_dir={root / 's1'}", cache)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "2", "--stage1", str(root / "s1"),
+            f"output_dir={root / 's2'}", cache, "--stop-after", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "2", "--stage1", str(root / "s1"),
+            f"output_dir={root / 's2'}", cache, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "2", "--stage1", str(root / "s1"),
+            f"output_dir={root / 's2-straight'}", cache)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root
+
+
+def test_stage_two_resumes_bit_identically_and_trains_only_the_router(runs):
+    a = load_file(runs / "s2" / "final" / "ingredients" / "module" / "diffusion_pytorch_model.safetensors")
+    b = load_file(runs / "s2-straight" / "final" / "ingredients" / "module" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    s1 = load_file(runs / "s1" / "final" / "ingredients" / "module" / "diffusion_pytorch_model.safetensors")
+    moved = {k for k in a if not torch.equal(a[k], s1[k])}
+    assert moved and all(any(f".{r}" in k for r in ("f.", "g.", "aggregate.", "norm_h.", "norm_t.")) for k in moved)
+    metrics = (runs / "s2" / "metrics.csv").read_text()
+    assert "routing" in metrics
+
+
+def test_generate_with_references(runs, tmp_path):
+    faces = [_portrait(i, tmp_path / f"face{i}.png") for i in (2, 7)]
+    for refs in (faces[:1], faces):
+        out = tmp_path / f"v{len(refs)}.gif"
+        args = [a for f in refs for a in ("--identity", f)]
+        r = run("generate", "--model", "toy-small", "--identities", str(runs / "s2"), *args, "--prompt", "people talk",
+                "--steps", "2", "--frames", "5", "--out", str(out))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert read_video(str(out))[0].shape[0] == 5
+
+
+def _one_line_error(r, needle):
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("cinetune: error:"), r.stderr
+    assert needle in lines[0], lines[0]
+
+
+def test_bad_input(runs, tmp_path):
+    blank = tmp_path / "blank.png"
+    iio.imwrite(blank, (255 * torch.ones(64, 64, 3, dtype=torch.uint8)).numpy())
+    _one_line_error(run("generate", "--identities", str(runs / "s2"), "--identity", str(blank), "--prompt", "x",
+                        "--model", "toy-small", "--steps", "1", "--out", str(tmp_path / "a.gif")), "no face found")
+    _one_line_error(run("generate", "--identities", str(runs / "s2"), "--prompt", "x", "--model", "toy-small",
+                        "--steps", "1", "--out", str(tmp_path / "a.gif")), "needs reference faces")
+    _one_line_error(run("generate", "--identity", str(blank), "--prompt", "x", "--out", str(tmp_path / "a.gif")),
+                    "--identities MODEL")
+    _one_line_error(run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "2"), "needs ingredients.init")
+    _one_line_error(run("train", "ingredients", "--preset", "tiny-ingredients", "ingredients.routing=sometimes"),
+                    "hard or soft")
