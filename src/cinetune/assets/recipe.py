@@ -65,7 +65,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("toy-interpolator", ("interpolator", "--preset", "toy-interpolator"), needs=("toy-small",),
           asset="toy-interpolator", minutes=15),
     Stage("toy-large-4step", ("distill", "--preset", "toy-large-4step"), needs=("toy-large", "toy-interpolator"),
-          asset="toy-large-4step", minutes=120),
+          asset="toy-large-4step", minutes=40),
+    # Ingredients on toy-large: stage 1 (facial embedding alignment), then stage 2 (router fine-tuning) from it.
+    Stage("toy-ingredients-1", ("ingredients", "--preset", "toy-ingredients-1"), needs=("toy-large",), minutes=45),
+    Stage("toy-large-ingredients", ("ingredients", "--preset", "toy-ingredients-2"), needs=("toy-ingredients-1",),
+          asset="toy-large-ingredients", minutes=20),
 )
 
 
