@@ -51,19 +51,24 @@ def object_phrase(o: ObjectSpec, rng: np.random.Generator) -> str:
     return f"a {size}{o.colour} {_pick(rng, SHAPE_WORDS[o.shape])} {_pick(rng, MOTION_PHRASES[o.motion])}"
 
 
-def actor_phrase(a: ActorSpec, rng: np.random.Generator) -> str:
+def actor_phrase(a: ActorSpec, rng: np.random.Generator, describe: bool = True) -> str:
     ident = IDENTITIES[a.identity]
     action = ACTION_PHRASES[a.action]
     verb = _pick(rng, action[a.facing] if isinstance(action, dict) else action)
+    who = _pick(rng, PERSON_WORDS)
+    if not describe:
+        return f"{who} {verb}"
     article = "an" if ident.shirt[0] in "aeiou" else "a"
     desc = ident.description(eyes=a.framing == "portrait")
-    return f"{_pick(rng, PERSON_WORDS)} with {desc} in {article} {ident.shirt} shirt {verb}"
+    return f"{who} with {desc} in {article} {ident.shirt} shirt {verb}"
 
 
-def caption(spec: SceneSpec, variant: int = 0) -> str:
-    """Caption of `spec`; `variant` picks another phrasing of the same content."""
+def caption(spec: SceneSpec, variant: int = 0, describe_people: bool = True) -> str:
+    """Caption of `spec`; `variant` picks another phrasing of the same content. describe_people=False leaves out
+    what the people look like ("a person talks"): identity customisation trains and is measured with such captions,
+    so the identity has to come from the reference faces, not from the words."""
     rng = np.random.default_rng([spec.seed, 7919, variant])
-    parts = [actor_phrase(a, rng) for a in spec.actors] + [object_phrase(o, rng) for o in spec.objects]
+    parts = [actor_phrase(a, rng, describe_people) for a in spec.actors] + [object_phrase(o, rng) for o in spec.objects]
     order = rng.permutation(len(parts))
     parts = [parts[i] for i in order]
     joiners = [" while ", " and ", ", as "]

@@ -66,7 +66,11 @@ class FlowMatchingTask(Task):
 
     def build_cache(self, path: Path, n: int, columns: list[Column], chunk: int = 16, desc: str = "latent cache"
                     ) -> dict:
-        return load_or_build(path, n, columns, self.render, self.backbone, self.train_set.caption, chunk, desc)
+        return load_or_build(path, n, columns, self.render, self.backbone, self.cache_caption, chunk, desc)
+
+    def cache_caption(self, i: int) -> str:
+        """Cached clip i's caption (what render(i) returns as its text) without rendering it."""
+        return self.train_set.caption(i)
 
     def drop_captions(self, emb: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
         """Caption dropout: each sample's text becomes the empty prompt's with probability data.caption_dropout."""

@@ -106,8 +106,18 @@ class IngredientsTask(FlowMatchingTask):
         return out
 
     def render(self, i: int):
+        """Portrait i with a caption that names what the people do, not what they look like (the identity must
+        come from the references)."""
+        from ...toyworld import caption
+
         d = self.cfg.data
-        return render_clip(clip_seed(d.seed, self.portraits[i]), self.render_cfg, d.max_objects, d.max_actors)
+        clip, _ = render_clip(clip_seed(d.seed, self.portraits[i]), self.render_cfg, d.max_objects, d.max_actors)
+        return clip, caption(clip.spec, describe_people=False)
+
+    def cache_caption(self, i: int) -> str:
+        from ...toyworld import caption
+
+        return caption(self.train_set.spec(self.portraits[i]), describe_people=False)
 
     def _columns(self) -> list[Column]:
         codec, view, crop = self.backbone.codec, self.backbone.view, self.ing.encoder.crop
