@@ -151,3 +151,22 @@ def test_save_load_round_trip(backbone, model, tmp_path):
             for inj in model.module.injectors.values():
                 inj.to_out.weight.zero_()
             model.module.slot.zero_()
+
+
+def test_inversion_baseline_fits_a_lora_and_removal_restores(backbone):
+    import numpy as np
+
+    from cinetune.methods.ingredients.inversion import tune_lora
+
+    lat, t, emb = _inputs(backbone, B=1)
+    photos = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    with torch.no_grad():
+        before = backbone.view(lat[:, :, :1], t, emb)
+    handle = tune_lora(backbone, photos, steps=3, lr=1e-2)
+    with torch.no_grad():
+        tuned = backbone.view(lat[:, :, :1], t, emb)
+    handle.remove()
+    with torch.no_grad():
+        after = backbone.view(lat[:, :, :1], t, emb)
+    assert not torch.allclose(tuned, before) and torch.equal(after, before)
+    assert all(not p.requires_grad for p in backbone.transformer.parameters())
