@@ -170,3 +170,22 @@ def test_inversion_baseline_fits_a_lora_and_removal_restores(backbone):
         after = backbone.view(lat[:, :, :1], t, emb)
     assert not torch.allclose(tuned, before) and torch.equal(after, before)
     assert all(not p.requires_grad for p in backbone.transformer.parameters())
+
+
+def test_box_labels_stack_clips_with_different_numbers_of_people():
+    from cinetune.methods.ingredients.task import MAX_REFS, padded_boxes, reference_crops
+    from cinetune.toyworld import RenderConfig, render, sample_scene
+
+    clips, i = {}, 0
+    while len(clips) < 2:
+        spec = sample_scene(i, max_objects=0)
+        i += 1
+        if spec.kind == "portrait" and len(spec.actors) not in clips:
+            clips[len(spec.actors)] = render(spec, RenderConfig(frames=5, height=64, width=64))
+    boxes = torch.stack([padded_boxes(c) for c in clips.values()])
+    assert boxes.shape == (2, 5, MAX_REFS, 4)
+    masks = box_masks(boxes, 64, 64)
+    for row, (n, clip) in zip(masks, clips.items()):
+        assert set(row.unique().tolist()) <= set(range(-1, n)) and (row >= 0).any()
+        refs, present = reference_crops(clip, 24)
+        assert int(present.sum()) == n and refs.shape == (MAX_REFS, 3, 24, 24)

@@ -9,6 +9,7 @@ METHOD = Method(
     section="ingredients", config=IngredientsConfig, presets=PRESETS, default_preset="toy-ingredients-1",
     manifest="cinetune_ingredients.json", model="cinetune.methods.ingredients.model:IngredientsModel",
     task="cinetune.methods.ingredients.task:IngredientsTask",
+    benches={"ingredients": "cinetune.methods.ingredients.bench"},
     flags=(Flag("--stage", "ingredients.stage", "1: facial embedding alignment, 2: router fine-tuning"),
            Flag("--stage1", "ingredients.init", "stage 2: the stage-1 model (a run or a saved directory)")),
     card="cinetune.methods.ingredients.card:card",

@@ -56,6 +56,15 @@ def reference_crops(clip, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
     return refs, present
 
 
+def padded_boxes(clip) -> torch.Tensor:
+    """The clip's face boxes (F, A, 4) padded with hidden ones (-1) to (F, MAX_REFS, 4), so clips with 1-3 people
+    stack."""
+    out = torch.full((clip.face_boxes.shape[0], MAX_REFS, 4), -1.0)
+    a = min(clip.face_boxes.shape[1], MAX_REFS)
+    out[:, :a] = torch.from_numpy(clip.face_boxes[:, :a])
+    return out
+
+
 class IngredientsTask(FlowMatchingTask):
     def __init__(self, cfg: TrainConfig, device: torch.device):
         super().__init__(cfg, device)
@@ -132,8 +141,7 @@ class IngredientsTask(FlowMatchingTask):
         def labels(kind):
             def compute(clips):
                 if kind == "box":
-                    m = box_masks(torch.stack([torch.from_numpy(cl.face_boxes[:, :MAX_REFS]) for cl, _ in clips]),
-                                  d.height, d.width)
+                    m = box_masks(torch.stack([padded_boxes(cl) for cl, _ in clips]), d.height, d.width)
                 else:
                     m = torch.stack([torch.from_numpy(cl.face_masks.astype(np.int64)) - 1 for cl, _ in clips])
                 return token_labels(m, codec.temporal, codec.spatial, tuple(view.patch_size)).to(torch.int8)
