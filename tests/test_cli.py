@@ -29,6 +29,9 @@ def run(*args):
     ["generate", "--prompt", "x", "--frames", "261", "--height", "8", "--width", "8", "--steps", "1"],
     ["generate", "--prompt", "x", "--out", "/proc/x.mp4", "--steps", "1"],  # unwritable: refused before sampling
     ["render-toy", "--n", "2", "--out", "x", "--frames", "40"],
+    ["render-toy", "--n", "1", "--out", "x", "--frames", "7"],  # not 4k+1
+    ["generate", "--prompt", "x", "--out", "x.avi", "--steps", "1"],  # a video type it does not write
+    ["generate", "--prompt", "x", "--slot", "bogus=zzz", "--steps", "1"],  # a slot without an adapter
     ["render-toy", "--n", "-1", "--out", "x"],
     ["render-toy", "--n", "1", "--out", "x", "--max-actors", "99"],
     ["latent-stats", "--vae", "/nonexistent/vae"],
@@ -110,3 +113,27 @@ def test_video_round_trip_and_corrupt_files(tmp_path):
         read_video(tmp_path / "missing.mp4")
     with pytest.raises(CinetuneError):
         write_video(tmp_path / "x.avi", v)
+
+
+def test_an_unexpected_exception_is_one_line_and_status_1(monkeypatch, capsys):
+    import cinetune.cli as cli
+
+    def boom(a):
+        raise RuntimeError("kaput\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_render_toy", boom)
+    monkeypatch.delenv("CINETUNE_DEBUG", raising=False)
+    parser = cli.build_parser
+
+    def patched():
+        p = parser()
+        p._subparsers._group_actions[0].choices["render-toy"].set_defaults(fn=boom)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", patched)
+    assert main(["render-toy", "--n", "1", "--out", "x"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "internal error in `render-toy" in err[0] and "kaput" in err[0] and "CINETUNE_DEBUG" in err[0]
+    monkeypatch.setenv("CINETUNE_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["render-toy", "--n", "1", "--out", "x"])

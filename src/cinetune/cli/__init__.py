@@ -11,7 +11,9 @@ from ..errors import CinetuneError
 
 DEMO_CONTROL_SEED = 11  # held-out toy-world clips (training uses dataset seed 0)
 DEMO_ADAPTERS = {"controlnext": "toy-large-controlnext", "scale-adapter": "toy-large-scale-adapter"}  # shipped
-DEMO_STUDENT = "toy-large-4step"  # shipped distilled student of toy-large
+DEMO_STUDENT = "toy-large-4step"
+# Media types a user may expect `--out` to write, which it does not: refused instead of made into a folder.
+OTHER_MEDIA = (".avi", ".mov", ".mkv", ".webm", ".m4v", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # shipped distilled student of toy-large
 DEMO_PROMPTS = [
     "A red circle moves to the right on a plain navy backdrop.",
     "A large yellow star spins on a black background.",
@@ -54,7 +56,11 @@ def cmd_generate(a: argparse.Namespace) -> None:
         _positive(name, getattr(a, name))
     _finite("guidance", a.guidance)
     out = Path(a.out)
+    if out.suffix.lower() in OTHER_MEDIA:
+        raise CinetuneError(f"--out {out}: {out.suffix} is not written here; give a .mp4, .gif or .png file or a folder")
     check_writable(out if out.suffix.lower() in (".mp4", ".gif", ".png") else out / "00.mp4")
+    if a.slot and not a.adapter:
+        raise CinetuneError("--slot KIND=SLOT needs --adapter (a model with trained condition slots)")
     controls = _controls(a)
     models = _adapters(a)
     student = next((m for m in models if hasattr(m, "load_base")), None)  # a distilled student brings its teacher
@@ -245,6 +251,8 @@ def cmd_render_toy(a: argparse.Namespace) -> None:
 
     for name in ("n", "frames", "height", "width"):
         _positive(name, getattr(a, name))
+    if a.frames is not None and (a.frames - 1) % 4:
+        raise CinetuneError(f"--frames must be 4k+1 (the VAE's causal time compression: 5, 9, 17, 33), got {a.frames}")
     export_clips(Path(a.out), n=a.n, seed=a.seed, frames=a.frames or 17, height=a.height or 64,
                  width=a.width or 64, max_objects=a.max_objects, max_actors=a.max_actors)
 
@@ -531,6 +539,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cinetune: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: one line naming the step, the traceback on request
+        import os
+
+        if os.environ.get("CINETUNE_DEBUG"):
+            raise
+        import itertools
+
+        words = itertools.takewhile(lambda w: not w.startswith("-"), argv if argv is not None else sys.argv[1:])
+        step = " ".join(list(words)[:2]) or "cinetune"
+        print(f"cinetune: internal error in `{step}`: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              "(rerun with CINETUNE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 
