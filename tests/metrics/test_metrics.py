@@ -95,6 +95,7 @@ def test_temporal_consistency():
     e = np.tile(RNG.normal(size=(1, 8)), (5, 1))
     assert temporal_consistency(e) == pytest.approx(1.0)
     assert temporal_consistency(np.array([[1.0, 0], [0, 1.0], [1.0, 0]])) == pytest.approx(0.0)
+    assert np.isnan(temporal_consistency(np.array([[1.0, 0]])))  # one frame: no adjacent pair
 
 
 def test_dynamic_degree_separates_frozen_from_moving():

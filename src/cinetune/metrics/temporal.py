@@ -9,10 +9,11 @@ import numpy as np
 
 
 def temporal_consistency(frame_embeddings: np.ndarray) -> float:
-    """Mean cosine similarity of adjacent frames' embeddings (F,D); 1.0 for a single frame."""
+    """Mean cosine similarity of adjacent frames' embeddings (F,D); NaN for a single frame (no adjacent pair: a
+    still image is not perfectly consistent video, it is not video; reports leave NaN out of means and write null)."""
     e = np.asarray(frame_embeddings, np.float64)
     if len(e) < 2:
-        return 1.0
+        return float("nan")
     e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     return float((e[1:] * e[:-1]).sum(1).mean())
 
