@@ -137,3 +137,18 @@ def test_an_unexpected_exception_is_one_line_and_status_1(monkeypatch, capsys):
     monkeypatch.setenv("CINETUNE_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["render-toy", "--n", "1", "--out", "x"])
+
+
+def test_init_with_truncated_or_pickle_only_weights_is_one_line(tmp_path):
+    from cinetune.backbones.presets import assets_root
+
+    src = assets_root() / "toy-small" / "transformer"
+    for name, weights, data in (("truncated", "diffusion_pytorch_model.safetensors", None),
+                                ("pickle-only", "diffusion_pytorch_model.bin", b"not a pickle")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text((src / "config.json").read_text())
+        (d / weights).write_bytes(data if data is not None else (src / weights).read_bytes()[:1000])
+        r = run("train", "base", "--preset", "tiny", f"init={d}", f"output_dir={tmp_path / ('run-' + name)}")
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("cinetune: error: cannot load"), r.stderr

@@ -58,12 +58,19 @@ def write_adapter_dir(path: str | Path, manifest: str, meta: dict, write: Callab
     return path
 
 
-def load_pretrained(klass, path: Path):
-    """klass.from_pretrained(path) (a diffusers ModelMixin, safetensors only) with a one-line error."""
+def load_pretrained(klass, path: Path, **kwargs):
+    """klass.from_pretrained(path) (a diffusers ModelMixin, safetensors only) with a one-line error, and without
+    diffusers' own log line about a failed load before it."""
+    from diffusers.utils import logging as dlog
+
+    level = dlog.get_verbosity()
+    dlog.set_verbosity(dlog.CRITICAL)
     try:
-        return klass.from_pretrained(path, use_safetensors=True)
+        return klass.from_pretrained(path, use_safetensors=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as e:
         raise CinetuneError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
+    finally:
+        dlog.set_verbosity(level)
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:

@@ -24,8 +24,10 @@ def task_backbone(cfg: TrainConfig, device: torch.device, frozen: bool, dtype: t
     # from-scratch run must not silently fine-tune whatever model ships).
     backbone = load_backbone(cfg.backbone, random_init=not cfg.init, weights=False)
     if cfg.init:
+        from ..core import load_pretrained
+
         kw = {"torch_dtype": dtype} if dtype is not None else {}
-        init = type(backbone.transformer).from_pretrained(init_dir(cfg.init, "transformer"), use_safetensors=True, **kw)
+        init = load_pretrained(type(backbone.transformer), Path(init_dir(cfg.init, "transformer")), **kw)
         _check_same_architecture(init, backbone.transformer, cfg)
         backbone.transformer = init
     backbone.to(device)
