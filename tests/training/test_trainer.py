@@ -406,3 +406,13 @@ def test_a_nan_loss_names_a_checkpoint_that_exists(tmp_path):
         train(cfg, progress=False)
     msg = str(e.value)
     assert "no checkpoint was written yet" in msg or Path(msg.split("checkpoint is ")[1].split(" ")[0]).is_dir()
+
+
+def test_a_resumed_run_logs_the_same_rows_as_a_straight_one(tmp_path):
+    over = dict(steps=6, checkpoint_every=2, log_every=4)
+    straight = train(tiny(tmp_path, "straight", **over), progress=False)
+    cfg = tiny(tmp_path, "resumed", **over)
+    train(cfg, stop_after=2, progress=False)
+    resumed = train(cfg, resume=True, progress=False)
+    steps = lambda run: [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]]  # noqa: E731
+    assert steps(resumed) == steps(straight) == [1, 4, 6]

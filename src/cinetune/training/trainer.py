@@ -319,7 +319,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             t0 = time.perf_counter()
             loss, lr, grad_norm, extra = _train_step(step, task, model, optims, ema, accelerator, cfg)
             done, dt = step + 1, time.perf_counter() - t0
-            if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
+            if done % cfg.log_every == 0 or done == cfg.steps or done == 1:  # (a resumed run logs as a straight one)
                 log.write(done, loss, lr, grad_norm, dt, extra)
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
