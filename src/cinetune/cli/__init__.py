@@ -107,14 +107,12 @@ def _adapters(a: argparse.Namespace) -> list:
     if find_manifest(a.model, [m.manifest for m in methods().values()]) is not None:
         models.insert(0, load_adapter(a.model))
     if a.interpolator:
-        from ..core import load_pretrained
-        from ..methods.distill.cli import find_interpolator
-        from ..methods.distill.interpolator import LatentInterpolator
+        from ..methods.distill.interpolator import load_interpolator
 
         students = [m for m in models if hasattr(m, "interpolator")]
         if not students:
             raise CinetuneError("--interpolator needs a distilled student (--model STUDENT)")
-        students[0].interpolator = load_pretrained(LatentInterpolator, find_interpolator(a.interpolator))
+        students[0].interpolator = load_interpolator(a.interpolator)
     return models
 
 

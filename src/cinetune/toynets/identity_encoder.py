@@ -52,15 +52,20 @@ def crop_faces(videos: torch.Tensor, boxes: torch.Tensor, crop: int = 16, contex
     return F.grid_sample(videos, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def reference_face(identity: int, crop: int = 24, size: int = 64) -> torch.Tensor:
+def reference_portrait(identity: int, size: int = 64):
     """The toy stand-in for a user's reference photo: identity `identity` alone in a portrait, front and centre,
-    mouth closed, on a plain background, first frame -> (3,crop,crop) in [-1,1]."""
+    mouth closed, on a plain background -> the one-frame toyworld Clip (its video[0] is the photo)."""
     from ..toyworld import RenderConfig, render
     from ..toyworld.scene import ActorSpec, Background, SceneSpec
 
     spec = SceneSpec(seed=0, background=Background("flat", "grey", "grey", 0.0),
                      kind="portrait", actors=[ActorSpec(identity=identity, action="talk", x=0.5, y=0.4, depth=0.5,
                                                         facing=1, scale=0.19, framing="portrait")])
-    clip = render(spec, RenderConfig(frames=1, height=size, width=size))
+    return render(spec, RenderConfig(frames=1, height=size, width=size))
+
+
+def reference_face(identity: int, crop: int = 24, size: int = 64) -> torch.Tensor:
+    """The face of reference_portrait(identity) -> (3,crop,crop) in [-1,1]."""
+    clip = reference_portrait(identity, size)
     video = torch.from_numpy(clip.video).movedim(-1, -3).float().div(127.5).sub(1.0)
     return crop_faces(video, torch.from_numpy(clip.face_boxes[:, 0]), crop)[0]

@@ -19,13 +19,9 @@ def run(*args):
 
 
 def _portrait(identity: int, path):
-    from cinetune.toyworld import RenderConfig, render
-    from cinetune.toyworld.scene import ActorSpec, Background, SceneSpec
+    from cinetune.toynets import reference_portrait
 
-    spec = SceneSpec(seed=0, background=Background("flat", "grey", "grey", 0.0), kind="portrait",
-                     actors=[ActorSpec(identity=identity, action="talk", x=0.5, y=0.4, depth=0.5, facing=1, scale=0.19,
-                                       framing="portrait")])
-    iio.imwrite(path, render(spec, RenderConfig(frames=1, height=64, width=64)).video[0])
+    iio.imwrite(path, reference_portrait(identity).video[0])
     return str(path)
 
 

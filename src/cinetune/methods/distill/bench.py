@@ -129,8 +129,7 @@ def _control_section(base, student, plan: Plan) -> list[dict]:
 def run(out: Path, quick: bool = False) -> Path:
     from ...pipelines import TextToVideoPipeline
     from ...bench.prompt_following import held_out_prompts
-    from .cli import find_interpolator
-    from .interpolator import LatentInterpolator
+    from .interpolator import load_interpolator
     from .model import StudentModel
 
     t0, out, plan = time.perf_counter(), Path(out), Plan.of(quick)
@@ -146,9 +145,7 @@ def run(out: Path, quick: bool = False) -> Path:
     for name, student in students.items():
         rows[name] = _student_row(base, student, prompts, refs, stated, plan)
     full = students[FULL]
-    from ...core import load_pretrained
-
-    full.interpolator = load_pretrained(LatentInterpolator, find_interpolator(str(interp_run)))
+    full.interpolator = load_interpolator(interp_run)
     rows["Full+VIF"] = _student_row(base, full, prompts, refs, stated, plan, interpolate=True)
     control = _control_section(base, full, plan)
     path = out / "distill.md"

@@ -47,29 +47,14 @@ def cmd_export_lora(a: argparse.Namespace) -> None:
           f"delta ({100 * report['linear']:.1f}% of the whole delta is in linear weights)")
 
 
-def find_interpolator(path: str) -> Path:
-    """A trained interpolator's directory: the path itself, its interpolator/, final/interpolator/ of a run, or a
-    shipped interpolator's name."""
-    from ...backbones.presets import assets_root
-
-    p = Path(path)
-    roots = [p] + ([assets_root() / path] if path and "/" not in path else [])
-    for d in (c for r in roots for c in (r, r / "interpolator", r / "final" / "interpolator")):
-        if (d / "config.json").is_file() and (d / "diffusion_pytorch_model.safetensors").is_file():
-            return d
-    raise CinetuneError(f"{path}: no trained interpolator there (looked for config.json in it, interpolator/ and "
-                        "final/interpolator/, and among the shipped models)")
-
-
 def cmd_add_interpolator(a: argparse.Namespace) -> None:
-    from ...core import load_pretrained
-    from .interpolator import LatentInterpolator
+    from .interpolator import load_interpolator
 
     if a.half_steps < 1:
         raise CinetuneError(f"--half-steps must be >= 1, got {a.half_steps}")
     student = _student(a.student)
     if a.half_steps >= len(student.timesteps):
         raise CinetuneError(f"--half-steps must leave a full-rate step: this student has {len(student.timesteps)}")
-    student.interpolator = load_pretrained(LatentInterpolator, find_interpolator(a.interpolator))
+    student.interpolator = load_interpolator(a.interpolator)
     student.half_steps = a.half_steps
     print(student.save(a.out))

@@ -62,7 +62,7 @@ class DistillConfig:
         """Weights a run depends on besides the teacher: the bundled interpolator's."""
         if not self.interpolator:
             return []
-        from .cli import find_interpolator
+        from .interpolator import find_interpolator
 
         return [find_interpolator(self.interpolator)]
 

@@ -3,11 +3,15 @@ two neighbours; applied to every adjacent pair it turns F latent frames into 2F 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+
+from ...errors import CinetuneError
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -79,3 +83,24 @@ def interpolation_pairs(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     Fr = latents.shape[2]
     n = Fr if Fr % 2 else Fr - 1
     return latents[:, :, 0:n:2], latents[:, :, 1:n:2]
+
+
+def find_interpolator(path: str) -> Path:
+    """A trained interpolator's directory: the path itself, its interpolator/, final/interpolator/ of a run, or a
+    shipped interpolator's name."""
+    from ...backbones.presets import assets_root
+
+    p = Path(path)
+    roots = [p] + ([assets_root() / path] if path and "/" not in path else [])
+    for d in (c for r in roots for c in (r, r / "interpolator", r / "final" / "interpolator")):
+        if (d / "config.json").is_file() and (d / "diffusion_pytorch_model.safetensors").is_file():
+            return d
+    raise CinetuneError(f"{path}: no trained interpolator there (looked for config.json in it, interpolator/ and "
+                        "final/interpolator/, and among the shipped models)")
+
+
+def load_interpolator(path: str | Path) -> LatentInterpolator:
+    """The trained interpolator that find_interpolator(path) names (one-line errors)."""
+    from ...core import load_pretrained
+
+    return load_pretrained(LatentInterpolator, find_interpolator(str(path)))

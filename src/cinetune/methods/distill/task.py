@@ -49,7 +49,7 @@ class DistillTask(FlowMatchingTask):
         if not cfg.data.latent_cache:
             raise CinetuneError("distill needs data.latent_cache > 0: its real clips and prompts come from the cache")
         if c.interpolator:  # bundled at export: a missing one fails now, not after the training
-            from .cli import find_interpolator
+            from .interpolator import find_interpolator
 
             find_interpolator(c.interpolator)
         self.backbone = task_backbone(cfg, device, frozen=True)
@@ -230,13 +230,9 @@ class DistillTask(FlowMatchingTask):
 
     def _student(self) -> StudentModel:
         c = self.cfg.distill
-        interp = None
-        if c.interpolator:
-            from ...core import load_pretrained
-            from .cli import find_interpolator
-            from .interpolator import LatentInterpolator
+        from .interpolator import load_interpolator
 
-            interp = load_pretrained(LatentInterpolator, find_interpolator(c.interpolator))
+        interp = load_interpolator(c.interpolator) if c.interpolator else None
         return StudentModel.from_transformers(self.teacher, self.model.student, c.timesteps(), self.shift,
                                               self.cfg.backbone, teacher=self.cfg.init, interpolator=interp,
                                               half_steps=c.half_steps,

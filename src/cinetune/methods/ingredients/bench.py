@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ...bench.harness import train_or_reuse
 from ...io import write_text
@@ -60,14 +59,10 @@ def held_out_scenes(per_count: int) -> list[tuple]:
 
 
 def reference_photo(identity: int) -> np.ndarray:
-    """The user's photo of one person: the roster identity alone, front and centre (64 x 64)."""
-    from ...toyworld import RenderConfig, render
-    from ...toyworld.scene import ActorSpec, Background, SceneSpec
+    """The user's photo of one person (64 x 64): the roster identity's reference portrait."""
+    from ...toynets import reference_portrait
 
-    spec = SceneSpec(seed=0, background=Background("flat", "grey", "grey", 0.0), kind="portrait",
-                     actors=[ActorSpec(identity=identity, action="talk", x=0.5, y=0.4, depth=0.5, facing=1, scale=0.19,
-                                       framing="portrait")])
-    return render(spec, RenderConfig(frames=1, height=64, width=64)).video[0]
+    return reference_portrait(identity).video[0]
 
 
 def _train(plan: Plan, name: str, stage1: Path | None, **over) -> Path:

@@ -146,7 +146,8 @@ class IngredientsAttachment(Handle):
         B, K = faces.shape[:2]
         enc = self.model.encoder.to(dev)
         ident, scales = enc(faces.flatten(0, 1).to(dev))
-        tokens = self.module.tokens(ident, scales).view(B, K, -1, self.module.projector.out[0].out_features)
+        tokens = self.module.tokens(ident, scales)
+        tokens = tokens.view(B, K, *tokens.shape[1:])
         self.prepared = {"tokens": tokens, "canvas": conditions.get("canvas"), "labels": labels,
                          "present": conditions.get("present"),
                          "local": None if keep is None else keep.get("local"),
@@ -165,7 +166,7 @@ class IngredientsAttachment(Handle):
 
     # -- hooks (read only what before_step put in the state) -----------------------------------------------------
     def _compute(self, i: int, h: torch.Tensor, extras: dict) -> torch.Tensor:
-        routing = "mask" if extras.get("labels") is not None and self.model.routing == "mask" else self.model.routing
+        routing = self.model.routing
         if routing == "mask" and extras.get("labels") is None:
             raise CinetuneError("mask routing (stage-1 training) needs token labels")
         term, logits = self.module.injectors[str(i)](h, extras["tokens"].to(h.dtype), routing, extras.get("labels"),

@@ -77,8 +77,8 @@ class IngredientsTask(FlowMatchingTask):
                                             canvas=c.canvas, lora_rank=c.lora_rank)
         else:
             self.ing = IngredientsModel.load(c.init)
-            self.ing.routing, self.ing.canvas = c.routing, c.canvas
-        self.ing.routing = "mask" if c.stage == 1 else c.routing
+            self.ing.canvas = c.canvas
+        self.ing.routing = "mask" if c.stage == 1 else c.routing  # (export restores c.routing)
         self.att = self.ing.attach(self.backbone, trainable=True)
         self._freeze_for_stage()
         self.model = IngredientsDenoiser(self.backbone, self.att, self.ing.module)
@@ -131,12 +131,21 @@ class IngredientsTask(FlowMatchingTask):
     def _columns(self) -> list[Column]:
         codec, view, crop = self.backbone.codec, self.backbone.view, self.ing.encoder.crop
         d, c = self.cfg.data, self.c
+        last: list = [(), None, None]  # (clip ids, the clips themselves, their reference crops)
+
+        def crops(clips) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            """One crop pass per chunk for the refs, present and canvas columns (holding the clips keeps their ids
+            from being reused by the next chunk's)."""
+            ids = tuple(id(cl) for cl, _ in clips)
+            if ids != last[0]:
+                last[:] = [ids, clips, [reference_crops(cl, crop) for cl, _ in clips]]
+            return last[2]
 
         def refs(clips):
-            return torch.stack([reference_crops(clip, crop)[0] for clip, _ in clips]).half()
+            return torch.stack([r for r, _ in crops(clips)]).half()
 
         def present(clips):
-            return torch.stack([reference_crops(clip, crop)[1] for clip, _ in clips]).to(torch.uint8)
+            return torch.stack([p for _, p in crops(clips)]).to(torch.uint8)
 
         def labels(kind):
             def compute(clips):
@@ -148,11 +157,8 @@ class IngredientsTask(FlowMatchingTask):
             return compute
 
         def canvas(clips):
-            out = []
-            for clip, _ in clips:
-                r, p = reference_crops(clip, crop)
-                out.append(global_latents(codec, r[p].to(self.device), d.height, d.width, c.canvas).cpu())
-            return torch.stack(out)
+            return torch.stack([global_latents(codec, r[p].to(self.device), d.height, d.width, c.canvas).cpu()
+                                for r, p in crops(clips)])
 
         return [latents_column(self.backbone, self.device), text_column(self.backbone), Column("refs", refs),
                 Column("present", present), Column(f"labels_{c.supervision}", labels(c.supervision)),
