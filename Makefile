@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test assets clean
+.PHONY: install demo test fuzz assets clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ assets: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Every subcommand x every option x every generated bad value (about an hour on a CPU); `make test` runs one value per option.
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.cli_fuzz --seed $${SEED:-1} --all
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -42,6 +42,9 @@ def check_writable(path: str | Path) -> None:
     """Fail now, not after the work is done, when `path` cannot be written: its folder must be creatable and take
     a file (what atomic_path will write)."""
     path = Path(path)
+    blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise CinetuneError(f"cannot write {path}: {blocker} is not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
@@ -71,6 +74,19 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """A user's text file (prompts, a config) as a string; missing, unreadable or not UTF-8 is a one-line error."""
+    p = Path(path)
+    if not p.is_file():
+        raise CinetuneError(f"{what} not found: {p}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CinetuneError(f"{what} {p} is not UTF-8 text") from None
+    except OSError as e:
+        raise CinetuneError(f"cannot read {what} {p}: {e.strerror or e}") from None
 
 
 def write_text(path: str | Path, text: str) -> None:

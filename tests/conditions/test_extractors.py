@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,29 @@ def test_callable_backend_is_the_plug_in_interface(tmp_path, monkeypatch):
     d = Depth("my_depth:run")
     out = d(square_video(2, 16, 4, 8))
     assert out.shape == (2, 16, 16, 3) and out[0, 0, 0, 0] == 0 and out[0, 0, -1, 0] == 255
+
+
+@pytest.mark.parametrize("body, kind, match", [
+    ("run = 3", "depth", "is a int, not a function"),
+    ("def run(f):\n    raise ValueError('no model')", "depth", "failed: ValueError: no model"),
+    ("def run(f):\n    return np.zeros((2, 3))", "depth", r"returned shape \(2, 3\), expected \(2,16,16\)"),
+    ("def run(f):\n    return np.full(f.shape[:3], np.nan)", "depth", "NaN or infinite"),
+    ("def run(f):\n    return np.full(f.shape[:3], np.inf)", "segmentation", "NaN or infinite"),
+    ("def run(f):\n    return np.array([['a'] * 16] * 16 * 2).reshape(2, 16, 16)", "segmentation", "expected numbers"),
+    ("def run(f):\n    return np.zeros((2, 1, 17, 3))", "pose", r"expected \(2,\*,18,3\)"),
+    ("def run(f):\n    return np.full((2, 1, 18, 3), np.nan)", "pose", "NaN or infinite"),
+])
+def test_a_bad_plug_in_is_a_one_line_error_naming_it(tmp_path, monkeypatch, body, kind, match):
+    (tmp_path / "bad_plug.py").write_text("import numpy as np\n" + body + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bad_plug", raising=False)  # each case is a new module of that name
+    with pytest.raises(CinetuneError, match=match):
+        get_extractor(kind, backend="bad_plug:run").analyse(square_video(2, 16, 4, 8))
+
+
+def test_exact_conditions_refuse_annotations_without_the_array():
+    with pytest.raises(CinetuneError, match="no 'keypoints' array"):
+        exact_structured({"depth": np.zeros((1, 4, 4))}, "pose")
 
 
 def test_transformers_segmentation_directory_backend(tmp_path):

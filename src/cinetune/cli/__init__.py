@@ -45,6 +45,23 @@ def _finite(name: str, v: float | None) -> None:
         raise CinetuneError(f"--{name} must be a finite number, got {v}")
 
 
+def _device(spec: str) -> str:
+    """argparse type for --device: a torch device this machine has (checked before any model loads)."""
+    import torch
+
+    try:
+        d = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a device: {spec!r} (cpu, cuda, cuda:N, mps)") from None
+    have = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not have.get(d.type, False):
+        raise argparse.ArgumentTypeError(f"{spec!r}: no such device here" if d.type in have else
+                                         f"{spec!r}: unsupported device type (cpu, cuda, cuda:N, mps)")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return spec
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_generate(a: argparse.Namespace) -> None:
     import torch
@@ -298,6 +315,9 @@ def cmd_bench(a: argparse.Namespace) -> None:
     found = benches()
     if a.name not in found:
         raise CinetuneError(f"unknown benchmark {a.name!r}; available: {', '.join(found)}")
+    from ..io import check_writable
+
+    check_writable(Path(a.out) / f"{a.name}.md")  # --out is the results folder: refused before hours of work
     print(importlib.import_module(found[a.name]).run(Path(a.out), quick=a.quick))
 
 
@@ -308,6 +328,8 @@ def cmd_extract(a: argparse.Namespace) -> None:
     video, fps = read_video(a.video)
     if a.backend == "exact":
         cond = exact_condition(annotations_for(a.video), a.kind)
+        if cond.shape != video.shape:
+            raise CinetuneError(f"the annotations of {a.video} are for a {cond.shape[:3]} video, not {video.shape[:3]}")
     else:
         cond = get_extractor(a.kind, backend=a.backend, edges=a.edges)(video, progress=True)
     print(write_video(a.out, cond, int(round(fps))))
@@ -335,10 +357,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
         meta = folder_metadata(a.reference)
     prompts = None
     if a.prompts:
-        path = Path(a.prompts)
-        if not path.is_file():
-            raise CinetuneError(f"prompts file not found: {path}")
-        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        from ..io import read_text_file
+
+        prompts = [line.strip() for line in read_text_file(a.prompts, "prompts file").splitlines() if line.strip()]
     elif meta and ref is not None and all(n in meta for n in ref_names) and len(ref_names) == len(gen):
         prompts = [meta[n]["caption"] for n in ref_names]  # render-toy references carry their captions
     identities = None
@@ -420,7 +441,7 @@ def _add_generation(sub) -> None:
     d.add_argument("--steps", type=int, default=25)
     d.add_argument("--guidance", type=float, default=5.0)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default=None)
+    d.add_argument("--device", type=_device, default=None)
     d.set_defaults(fn=cmd_demo)
 
     g = sub.add_parser("generate", help="text-to-video")
@@ -436,7 +457,7 @@ def _add_generation(sub) -> None:
     g.add_argument("--identities", default=None, metavar="MODEL", help="a trained Ingredients model (dir or name)")
     g.add_argument("--identity", action="append", metavar="IMAGE", help="a reference face photo per person (repeat)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default=None)
+    g.add_argument("--device", type=_device, default=None)
     g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
     g.add_argument("--adapter", "--scale-adapter", action="append", metavar="PATH|NAME",
                    help="a saved adapter of any method: its directory, a run's final/ or an exported asset, or a "
@@ -532,24 +553,34 @@ def main(argv: list[str] | None = None) -> int:
             raise CinetuneError(f"unrecognized arguments: {' '.join(extra)}")
         args.fn(args)
     except CinetuneError as e:
-        print(f"cinetune: error: {e}", file=sys.stderr)
+        print("cinetune: error: " + " ".join(str(e).split("\n")), file=sys.stderr)  # one line, always
+        return 2
+    except OSError as e:
+        if e.filename is None:
+            return _internal_error(e, argv)
+        # a path the user gave (or one derived from it) that cannot be made, read or written: bad input
+        print(f"cinetune: error: cannot use {e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cinetune: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug, not bad input: one line naming the step, the traceback on request
-        import os
-
-        if os.environ.get("CINETUNE_DEBUG"):
-            raise
-        import itertools
-
-        words = itertools.takewhile(lambda w: not w.startswith("-"), argv if argv is not None else sys.argv[1:])
-        step = " ".join(list(words)[:2]) or "cinetune"
-        print(f"cinetune: internal error in `{step}`: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-              "(rerun with CINETUNE_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+    except Exception as e:  # a bug, not bad input
+        return _internal_error(e, argv)
     return 0
+
+
+def _internal_error(e: Exception, argv: list[str] | None) -> int:
+    """One line naming the failing step, exit 1; the traceback on request (CINETUNE_DEBUG=1)."""
+    import itertools
+    import os
+
+    if os.environ.get("CINETUNE_DEBUG"):
+        raise e
+    words = itertools.takewhile(lambda w: not w.startswith("-"), argv if argv is not None else sys.argv[1:])
+    step = " ".join(list(words)[:2]) or "cinetune"
+    print(f"cinetune: internal error in `{step}`: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+          "(rerun with CINETUNE_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -54,9 +54,12 @@ class Extractor(ABC):
         video = check_video(video)
         F = video.shape[0]
         show = F > PROGRESS_FRAMES if progress is None else progress
-        chunks = range(0, F, self.batch_size)
-        parts = [self.analyse_frames(video[s:s + self.batch_size])
-                 for s in tqdm(chunks, desc=f"extract {self.kind}", disable=not show, leave=False)]
+        parts = []
+        # a context, so that a failing backend's error line comes after the bar is cleared, not before
+        with tqdm(total=F, desc=f"extract {self.kind}", disable=not show, leave=False) as bar:
+            for s in range(0, F, self.batch_size):
+                parts.append(self.analyse_frames(video[s:s + self.batch_size]))
+                bar.update(len(parts[-1]))
         return np.concatenate(parts)
 
     def __call__(self, video: np.ndarray, progress: bool | None = None) -> np.ndarray:
@@ -67,9 +70,35 @@ def load_callable(spec: str) -> Callable:
     """'package.module:function' -> the function (the documented plug-in interface for user models)."""
     mod, _, fn = spec.partition(":")
     try:
-        return getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as e:
+        obj = getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError, ValueError) as e:
         raise CinetuneError(f"cannot load backend {spec!r}: {e}") from None
+    if not callable(obj):
+        raise CinetuneError(f"backend {spec!r} is a {type(obj).__name__}, not a function")
+    return obj
+
+
+class Plugin:
+    """A user's 'package.module:function' backend with its output checked: a plug-in that raises, returns the wrong
+    shape or non-finite values is a bad input (one line), not a crash or a silently broken condition video."""
+
+    def __init__(self, spec: str, kind: str):
+        self.spec, self.kind, self.fn = spec, kind, load_callable(spec)
+
+    def __call__(self, frames: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+        """frames (N,H,W,3) uint8 -> the plug-in's array, checked against `shape` (None: any size) and cast."""
+        try:
+            out = np.asarray(self.fn(frames))
+        except Exception as e:  # the user's code: report it as theirs
+            raise CinetuneError(f"{self.kind} backend {self.spec!r} failed: {type(e).__name__}: {e}") from None
+        if out.ndim != len(shape) or any(w is not None and w != g for w, g in zip(shape, out.shape)):
+            want = "(" + ",".join("*" if w is None else str(w) for w in shape) + ")"
+            raise CinetuneError(f"{self.kind} backend {self.spec!r} returned shape {out.shape}, expected {want}")
+        if not (np.issubdtype(out.dtype, np.number) or out.dtype == bool):
+            raise CinetuneError(f"{self.kind} backend {self.spec!r} returned {out.dtype} values, expected numbers")
+        if not np.isfinite(out).all():
+            raise CinetuneError(f"{self.kind} backend {self.spec!r} returned NaN or infinite values")
+        return out.astype(dtype, copy=False)
 
 
 def is_model_dir(backend: str) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CinetuneError
-from .base import PALETTE, Extractor, grey, is_model_dir, load_callable
+from .base import PALETTE, Extractor, Plugin, grey, is_model_dir
 
 
 def _toy_frames(frames: np.ndarray) -> torch.Tensor:
@@ -38,7 +38,9 @@ class _Backend:
         elif is_model_dir(backend):
             self._load_transformers(backend)
         elif ":" in backend:
-            self.fn = load_callable(backend)
+            plugin = Plugin(backend, kind)
+            # depth: (N,H,W) nearness; segmentation: (N,H,W) labels
+            self.fn = lambda frames: plugin(frames, frames.shape[:3], np.float32 if kind == "depth" else np.int64)
         else:
             raise CinetuneError(f"{kind}: backend must be 'toy', a local transformers model directory or "
                                 f"'module:function', got {backend!r}")

@@ -21,6 +21,9 @@ def exact_structured(annotations: dict, kind: str) -> np.ndarray:
     """Structured exact condition from a Clip's arrays (a Clip or the dict a render-toy .safetensors holds), in the
     same form the matching extractor's `analyse` returns."""
     a = annotations
+    need = {"depth": "depth", "normal": "depth", "segmentation": "classes", "pose": "keypoints", "edges": "edges"}
+    if kind in need and need[kind] not in a:
+        raise CinetuneError(f"the annotations have no {need[kind]!r} array (needed for exact {kind})")
     if kind in ("depth", "normal"):
         near = 1.0 - np.asarray(a["depth"], np.float32)
         return near if kind == "depth" else normals_from_nearness(near)
@@ -63,4 +66,7 @@ def annotations_for(video_path: str | Path) -> dict:
     if not ann.is_file():
         raise CinetuneError(f"{video_path}: no exact annotations at {ann} (only `cinetune render-toy` outputs have "
                             "them; use --backend toy to estimate from pixels)")
-    return load_file(str(ann))
+    try:
+        return load_file(str(ann))
+    except Exception as e:  # truncated or not a safetensors file
+        raise CinetuneError(f"cannot read the annotations {ann}: {type(e).__name__}: {e}") from None

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import CinetuneError
 from ..toyworld.render import draw_skeleton
-from .base import Extractor, load_callable
+from .base import Extractor, Plugin
 from .dense import _toy_frames
 
 NECK = 1
@@ -52,16 +52,14 @@ class Pose(Extractor):
 
             self.net = load_toy_net("annotator")
         elif ":" in backend:
-            self.fn = load_callable(backend)
+            self.fn = Plugin(backend, "pose")
         else:
             raise CinetuneError(f"pose: backend must be 'toy' or 'module:function', got {backend!r}")
 
     @torch.no_grad()
     def analyse_frames(self, frames: np.ndarray) -> np.ndarray:
         if self.fn is not None:
-            kp = np.asarray(self.fn(frames), np.float32)
-            if kp.ndim != 4 or kp.shape[0] != len(frames) or kp.shape[2:] != (18, 3):
-                raise CinetuneError(f"pose backend returned {kp.shape}, expected (N,P,18,3)")
+            kp = self.fn(frames, (len(frames), None, 18, 3), np.float32)
             out = np.zeros((len(frames), self.max_people, 18, 3), np.float32)
             out[:, :min(self.max_people, kp.shape[1])] = kp[:, :self.max_people]
             return out

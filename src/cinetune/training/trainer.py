@@ -302,6 +302,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     accelerator = _accelerator(cfg)
     main = accelerator.is_main_process
     if resume:
+        if not list_checkpoints(out / "checkpoints"):  # before any data is cached or model built
+            raise CinetuneError(f"--resume: no checkpoint under {out / 'checkpoints'}")
         _check_resumable(cfg, out / "config.yaml")
     task, optims, ema, start = _setup(cfg, resume, accelerator, make_task_fn)
     if main:
