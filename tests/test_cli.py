@@ -37,6 +37,20 @@ def run(*args):
     ["latent-stats", "--vae", "/nonexistent/vae"],
     ["latent-stats", "--vae", "x", "--clips", "0"],
     ["frobnicate"],
+    # the second adversarial pass (values the fuzz test does not generate)
+    ["render-toy", "--n", "1", "--out", "x", "--seed", "-5"],
+    ["generate", "--prompt", "x", "--seed", str(2**70)],
+    ["generate", "--prompt", "x", "--device", "abc"],
+    ["demo", "--device", "cuda:7"],
+    ["assets", "--jobs", "0", "--plan"],
+    ["assets", "--threads", "-1", "--plan"],
+    ["extract", "--kind", "canny", "--video", "missing.mp4", "--out", "e.txt"],  # refused before reading
+    ["train", "base", "--preset", "tiny", "optim.lr=-1"],
+    ["train", "base", "--preset", "tiny", "optim.lr=nan"],
+    ["train", "base", "--preset", "tiny", "optim.schedule=bogus"],
+    ["generate", "--prompt", "x", "--control-scale", "nan", "--adapter", "toy-large-controlnext"],
+    ["generate", "--prompt", "x", "--identities", "toy-large-controlnext", "--identity", "x.png"],
+    ["bench", "text-features", "--out", "/dev/null"],
 ])
 def test_bad_input_is_one_line_and_status_2(args):
     r = run(*args)

@@ -109,6 +109,16 @@ def _finite(obj):
     return obj
 
 
+VIDEO_SUFFIXES = (".mp4", ".gif", ".png")
+
+
+def check_video_out(path: str | Path) -> None:
+    """Fail now, before the work, when `path` is not a video type write_video writes or cannot be written."""
+    if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+        raise CinetuneError(f"unsupported video format {Path(path).suffix!r} for {path} (use .mp4, .gif or .png)")
+    check_writable(path)
+
+
 def write_video(path: str | Path, video: np.ndarray, fps: int = 8) -> Path:
     """Write (F,H,W,3) uint8 to .mp4 / .gif / .png (a horizontal strip of frames), atomically."""
     import imageio.v3 as iio

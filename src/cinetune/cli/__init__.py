@@ -45,6 +45,27 @@ def _finite(name: str, v: float | None) -> None:
         raise CinetuneError(f"--{name} must be a finite number, got {v}")
 
 
+def _seed(text: str) -> int:
+    """argparse type for --seed: what numpy and torch both take."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in 0..2^63-1, got {v}")
+    return v
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
 def _device(spec: str) -> str:
     """argparse type for --device: a torch device this machine has (checked before any model loads)."""
     import torch
@@ -71,7 +92,8 @@ def cmd_generate(a: argparse.Namespace) -> None:
 
     for name in ("frames", "height", "width", "steps"):
         _positive(name, getattr(a, name))
-    _finite("guidance", a.guidance)
+    for name in ("guidance", "control_scale", "control_start", "control_end"):
+        _finite(name.replace("_", "-"), getattr(a, name))
     out = Path(a.out)
     if out.suffix.lower() in OTHER_MEDIA:
         raise CinetuneError(f"--out {out}: {out.suffix} is not written here; give a .mp4, .gif or .png file or a folder")
@@ -118,9 +140,12 @@ def _adapters(a: argparse.Namespace) -> list:
     from ..core import find_manifest
     from ..methods.registry import load_adapter, methods
 
-    models = [load_adapter(path) for path in [*(a.adapter or []), *([a.identities] if a.identities else [])]]
     if a.identity and not a.identities:
         raise CinetuneError("--identity needs --identities MODEL (a trained Ingredients model)")
+    if a.identities and find_manifest(a.identities, [methods()["ingredients"].manifest]) is None:
+        raise CinetuneError(f"--identities {a.identities}: not a trained Ingredients model (no "
+                            f"{methods()['ingredients'].manifest} there)")
+    models = [load_adapter(path) for path in [*(a.adapter or []), *([a.identities] if a.identities else [])]]
     if find_manifest(a.model, [m.manifest for m in methods().values()]) is not None:
         models.insert(0, load_adapter(a.model))
     if a.interpolator:
@@ -323,8 +348,9 @@ def cmd_bench(a: argparse.Namespace) -> None:
 
 def cmd_extract(a: argparse.Namespace) -> None:
     from ..conditions import annotations_for, exact_condition, get_extractor
-    from ..io import read_video, write_video
+    from ..io import check_video_out, read_video, write_video
 
+    check_video_out(a.out)
     video, fps = read_video(a.video)
     if a.backend == "exact":
         cond = exact_condition(annotations_for(a.video), a.kind)
@@ -440,7 +466,7 @@ def _add_generation(sub) -> None:
     d.add_argument("--model", default="toy-large")
     d.add_argument("--steps", type=int, default=25)
     d.add_argument("--guidance", type=float, default=5.0)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--device", type=_device, default=None)
     d.set_defaults(fn=cmd_demo)
 
@@ -456,7 +482,7 @@ def _add_generation(sub) -> None:
     g.add_argument("--interpolator", default=None, metavar="DIR", help="with --interpolate: this trained interpolator")
     g.add_argument("--identities", default=None, metavar="MODEL", help="a trained Ingredients model (dir or name)")
     g.add_argument("--identity", action="append", metavar="IMAGE", help="a reference face photo per person (repeat)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--device", type=_device, default=None)
     g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
     g.add_argument("--adapter", "--scale-adapter", action="append", metavar="PATH|NAME",
@@ -477,7 +503,7 @@ def _add_tools(sub) -> None:
     r = sub.add_parser("render-toy", help="render toy-world clips with every annotation")
     r.add_argument("--n", type=int, required=True)
     r.add_argument("--out", required=True)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--max-objects", type=int, default=2, help="at most 3; 0: people only")
     r.add_argument("--max-actors", type=int, default=3, help="at most 3; 0: objects only")
     _add_size(r)
@@ -488,7 +514,7 @@ def _add_tools(sub) -> None:
     ls.add_argument("--vae", required=True, help="VAE directory (e.g. src/cinetune/assets/toy-vae/vae)")
     ls.add_argument("--clips", type=int, default=64)
     ls.add_argument("--frames", type=int, default=33, help="clip length: the longest the DiTs generate")
-    ls.add_argument("--seed", type=int, default=2, help="toy-world seed (the VAE recipes' held-out seed 0 + 2)")
+    ls.add_argument("--seed", type=_seed, default=2, help="toy-world seed (the VAE recipes' held-out seed 0 + 2)")
     ls.set_defaults(fn=cmd_latent_stats)
 
     e = sub.add_parser("export-asset", help="ship a finished run as a package asset with its model card")
@@ -499,8 +525,8 @@ def _add_tools(sub) -> None:
 
     r = sub.add_parser("assets", help="rebuild every shipped toy model (resumable; prints the plan and an ETA)")
     r.add_argument("--root", default="~/cinetune-runs/rebuild", help="the rebuild's folder: runs/, assets/, logs/")
-    r.add_argument("--jobs", type=int, default=1, help="stages trained at once (each on cores / jobs threads)")
-    r.add_argument("--threads", type=int, default=None, help="threads per stage (default: cores / jobs)")
+    r.add_argument("--jobs", type=_at_least_one, default=1, help="stages trained at once (each on cores / jobs threads)")
+    r.add_argument("--threads", type=_at_least_one, default=None, help="threads per stage (default: cores / jobs)")
     r.add_argument("--only", nargs="+", metavar="STAGE", help="these stages and the ones they need")
     r.add_argument("--plan", action="store_true", help="print the plan and exit")
     r.add_argument("--install", action="store_true", help="then copy the rebuilt models into the package")
@@ -553,9 +579,11 @@ def main(argv: list[str] | None = None) -> int:
             raise CinetuneError(f"unrecognized arguments: {' '.join(extra)}")
         args.fn(args)
     except CinetuneError as e:
+        _close_progress_bars()
         print("cinetune: error: " + " ".join(str(e).split("\n")), file=sys.stderr)  # one line, always
         return 2
     except OSError as e:
+        _close_progress_bars()
         if e.filename is None:
             return _internal_error(e, argv)
         # a path the user gave (or one derived from it) that cannot be made, read or written: bad input
@@ -569,11 +597,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _close_progress_bars() -> None:
+    """Clear the bars an error interrupted, so that the error is the one line left on the terminal."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def _internal_error(e: Exception, argv: list[str] | None) -> int:
     """One line naming the failing step, exit 1; the traceback on request (CINETUNE_DEBUG=1)."""
     import itertools
     import os
 
+    _close_progress_bars()
     if os.environ.get("CINETUNE_DEBUG"):
         raise e
     words = itertools.takewhile(lambda w: not w.startswith("-"), argv if argv is not None else sys.argv[1:])

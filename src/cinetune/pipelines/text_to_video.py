@@ -116,7 +116,7 @@ class TextToVideoPipeline:
         else:
             latents = self._schedule(guided, shape, steps or 30, seed, latents, progress)
         if not torch.isfinite(latents).all():
-            raise CinetuneError("sampling produced non-finite latents (try fewer guidance or a float32 model)")
+            raise CinetuneError("sampling produced non-finite latents (try a lower guidance or a float32 model)")
         videos = to_uint8(self.backbone.codec.decode(latents)) if decode else np.zeros((0,), np.uint8)
         return VideoOutput(videos, latents)
 

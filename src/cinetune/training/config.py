@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field, make_dataclass
 
 from ..config import merge
@@ -51,6 +53,17 @@ class OptimConfig:
     warmup_steps: int = 100
     grad_clip: float = 1.0
 
+    def validate(self) -> None:
+        from diffusers.optimization import SchedulerType
+
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.eps > 0 and self.warmup_steps >= 0
+                and self.grad_clip >= 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise CinetuneError(f"optim: need lr > 0, weight_decay >= 0, eps > 0, warmup_steps >= 0, grad_clip >= 0 "
+                                f"and betas in [0, 1); got {self}")
+        if self.schedule not in {t.value for t in SchedulerType}:
+            raise CinetuneError(f"optim.schedule must be one of {', '.join(t.value for t in SchedulerType)}, "
+                                f"got {self.schedule!r}")
+
 
 @dataclass
 class BaseTrainConfig:
@@ -93,6 +106,10 @@ class BaseTrainConfig:
 
         if self.task not in task_names():
             raise CinetuneError(f"task must be one of {', '.join(task_names())}, got {self.task!r}")
+        bad = [k for k, v in _leaves(dataclasses.asdict(self)) if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise CinetuneError(f"settings must be finite numbers: {', '.join(bad[:4])}")
+        self.optim.validate()
         if min(self.steps, self.batch_size, self.grad_accum, self.checkpoint_every, self.keep_checkpoints,
                self.log_every) <= 0 or self.validate_every < 0:
             raise CinetuneError("steps, batch_size, grad_accum, checkpoint_every, keep_checkpoints and log_every must "
@@ -127,6 +144,15 @@ class BaseTrainConfig:
         if (self.data.frames - 1) % 4:
             raise CinetuneError(f"data.frames must be 4k+1 (the VAE's causal time compression), got {self.data.frames}")
         return self
+
+
+def _leaves(d: dict, prefix: str = ""):
+    """('data.frames', 17), ... of a nested settings dict."""
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
 
 
 def _with_method_sections() -> type:
