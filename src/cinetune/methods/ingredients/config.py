@@ -31,6 +31,19 @@ class IngredientsConfig:
     canvas: str = "before"  # before: faces pasted, then the VAE (the paper's choice) | after: VAE each, then pasted
     lora_rank: int = 16
     clip_cache: int = 1500  # portrait clips (latents, references, labels) encoded once
+    encoder: str = "toy"  # toy (the shipped toy identity encoder) | dlib-clip (real photos: dlib + a local CLIP)
+    clip: str = ""  # dlib-clip: a local CLIP vision directory (transformers format)
+    clip_layers: str = "-9,-5,-1"  # dlib-clip: the hidden states taken as the scales (the paper's multi-scale)
+
+    def encoder_spec(self) -> dict:
+        if self.encoder == "toy":
+            return {"kind": "toy"}
+        try:
+            layers = [int(v) for v in self.clip_layers.split(",") if v.strip()]
+        except ValueError:
+            raise CinetuneError(f"ingredients.clip_layers must be integers like -9,-5,-1, got {self.clip_layers!r}") \
+                from None
+        return {"kind": self.encoder, "clip": self.clip, "layers": layers}
 
     def validate(self) -> None:
         if self.stage not in (1, 2):
@@ -40,6 +53,10 @@ class IngredientsConfig:
         if self.routing not in ("hard", "soft") or self.routing_loss not in ("ce", "mse", "off"):
             raise CinetuneError(f"ingredients.routing must be hard or soft and routing_loss ce, mse or off, got "
                                 f"{self.routing!r}, {self.routing_loss!r}")
+        if self.encoder not in ("toy", "dlib-clip") or (self.encoder == "dlib-clip" and not self.clip):
+            raise CinetuneError(f"ingredients.encoder must be toy, or dlib-clip with ingredients.clip a local CLIP "
+                                f"vision directory; got {self.encoder!r}, clip={self.clip!r}")
+        self.encoder_spec()
         if self.supervision not in ("mask", "box") or self.canvas not in ("before", "after"):
             raise CinetuneError(f"ingredients.supervision must be mask or box and canvas before or after, got "
                                 f"{self.supervision!r}, {self.canvas!r}")

@@ -37,6 +37,9 @@ class ToyFaceEncoder:
         self.stages = [encoder.net[0:3], encoder.net[3:6], encoder.net[6:9]]
         self.scale_dims = [s[0].out_channels for s in self.stages]
 
+    def spec(self) -> dict:
+        return {"kind": "toy"}
+
     def to(self, device) -> "ToyFaceEncoder":
         self.encoder.to(device)
         return self

@@ -14,6 +14,7 @@ from ...core import (Handle, add_attention_hooks, add_lora, load_lora_state, loa
                      lora_state, read_manifest, save_tensors, state_of, write_adapter_dir)
 from ...errors import CinetuneError
 from .extractor import ToyFaceEncoder, global_latents
+from .real_faces import make_encoder
 from .module import IngredientsModule
 from .router import ROUTINGS
 
@@ -35,13 +36,14 @@ class IngredientsModel:
 
     def __init__(self, module: IngredientsModule, routing: str = "hard", face_scale: float = 1.0,
                  canvas: str = "before", lora_rank: int = 0, lora: dict | None = None, info: dict | None = None,
-                 encoder=None):
+                 encoder=None, encoder_spec: dict | None = None):
         if routing not in ROUTINGS:
             raise CinetuneError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
         self.module, self.routing, self.face_scale, self.canvas = module, routing, float(face_scale), canvas
         self.lora_rank, self.lora, self.info = int(lora_rank), dict(lora or {}), dict(info or {})
         self.kinds: list[str] = []  # no condition videos: references come as `identities`
         self._encoder = encoder
+        self.encoder_spec = encoder.spec() if encoder is not None else dict(encoder_spec or {"kind": "toy"})
 
     @classmethod
     def new(cls, backbone, interval: int = 1, encoder=None, **kw) -> "IngredientsModel":
@@ -56,7 +58,7 @@ class IngredientsModel:
     @property
     def encoder(self):
         if self._encoder is None:
-            self._encoder = ToyFaceEncoder()
+            self._encoder = make_encoder(self.encoder_spec)
         return self._encoder
 
     # -- use ------------------------------------------------------------------------------------------------------
@@ -82,7 +84,8 @@ class IngredientsModel:
         """Reference photos or video frames, one per identity -> aligned faces (K, 3, crop, crop) for `references`."""
         if not 1 <= len(images) <= MAX_IDENTITIES:
             raise CinetuneError(f"give 1 to {MAX_IDENTITIES} reference images, got {len(images)}")
-        return faces_from_images(images, self.encoder.crop)
+        align = getattr(self.encoder, "align", None)  # a real-photo encoder aligns its own way (dlib's chips)
+        return align(images) if align is not None else faces_from_images(images, self.encoder.crop)
 
     # -- files ----------------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -91,7 +94,7 @@ class IngredientsModel:
             if self.lora:
                 save_tensors(tmp / "lora.safetensors", self.lora, {"rank": self.lora_rank})
         meta = {"method": self.method, "kinds": [], "routing": self.routing, "face_scale": self.face_scale,
-                "canvas": self.canvas, "lora_rank": self.lora_rank, "encoder": "toy", "info": self.info}
+                "canvas": self.canvas, "lora_rank": self.lora_rank, "encoder": self.encoder_spec, "info": self.info}
         return write_adapter_dir(path, MANIFEST, meta, write)
 
     @classmethod
@@ -101,8 +104,10 @@ class IngredientsModel:
             raise CinetuneError(f"{path / MANIFEST}: not an Ingredients model (method {meta.get('method')!r})")
         module = load_pretrained(IngredientsModule, path / "module")
         lora = load_tensors(path / "lora.safetensors")[0] if (path / "lora.safetensors").is_file() else {}
+        spec = meta.get("encoder", "toy")
         return cls(module, meta.get("routing", "hard"), meta.get("face_scale", 1.0), meta.get("canvas", "before"),
-                   int(meta.get("lora_rank", 0)), lora, meta.get("info", {}))
+                   int(meta.get("lora_rank", 0)), lora, meta.get("info", {}),
+                   encoder_spec={"kind": spec} if isinstance(spec, str) else spec)
 
 
 class IngredientsAttachment(Handle):

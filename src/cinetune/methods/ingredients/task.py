@@ -20,6 +20,7 @@ from ...training.flow import FlowMatchingTask, task_backbone
 from .config import DROPOUTS
 from .extractor import global_latents
 from .losses import box_masks, routing_loss, token_labels
+from .real_faces import make_encoder
 from .model import IngredientsModel
 
 MAX_REFS = 3  # the toy portraits hold 1-3 people
@@ -74,7 +75,7 @@ class IngredientsTask(FlowMatchingTask):
             torch.manual_seed(cfg.seed)
             self.ing = IngredientsModel.new(self.backbone, c.interval, num_queries=c.num_queries, id_tokens=c.id_tokens,
                                             projector_dim=c.projector_dim, depth=c.depth, face_scale=c.face_scale,
-                                            canvas=c.canvas, lora_rank=c.lora_rank)
+                                            canvas=c.canvas, lora_rank=c.lora_rank, encoder=make_encoder(c.encoder_spec()))
         else:
             self.ing = IngredientsModel.load(c.init)
             self.ing.canvas = c.canvas
