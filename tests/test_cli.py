@@ -166,3 +166,13 @@ def test_init_with_truncated_or_pickle_only_weights_is_one_line(tmp_path):
         r = run("train", "base", "--preset", "tiny", f"init={d}", f"output_dir={tmp_path / ('run-' + name)}")
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("cinetune: error: cannot load"), r.stderr
+
+
+def test_demo_shows_every_shipped_method(tmp_path):
+    """One sampling step: the demo's grids (text-to-video, control, teacher vs student, Ingredients) are all written
+    from the shipped models."""
+    r = run("demo", "--steps", "1", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ("t2v-grid.gif", "control-grid.gif", "distill-grid.gif", "ingredients-grid.gif"):
+        assert read_video(tmp_path / name)[0].shape[0] == 17, name
+    assert "student (4 steps)" in r.stdout and "Ingredients" in r.stdout
