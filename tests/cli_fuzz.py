@@ -253,6 +253,10 @@ def run_case(argv: list[str], skip: tuple[Path, ...], watch: list[Path], seconds
                 code = main(argv)
             except CaseTimeout:
                 pass
+            except MemoryError:  # past the driver's memory cap: the command took what the input asked, unchecked
+                code = "memory"
+            except BaseException as e:  # noqa: BLE001  SystemExit and the like: not the contract either
+                code = f"{type(e).__name__}"
             finally:
                 signal.alarm(0)
     finally:
@@ -275,7 +279,17 @@ def run_case(argv: list[str], skip: tuple[Path, ...], watch: list[Path], seconds
     return {"argv": argv, "exit": code, "problems": problems, "stderr": lines[-3:]} if problems else None
 
 
-def fuzz(seed: int, every: bool, seconds: int, root: Path, limit: int | None = None) -> dict:
+def cap_memory(gib: float) -> None:
+    """A huge size must be refused, not allocated: past `gib` of address space an allocation fails (MemoryError, a
+    failed case) instead of the machine's OOM killer ending the whole run."""
+    import resource
+
+    limit = int(gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
+def fuzz(seed: int, every: bool, seconds: int, root: Path, limit: int | None = None,
+         log: Path | None = None) -> dict:
     from cinetune.backbones.presets import PACKAGE_ASSETS
 
     os.environ.pop("CINETUNE_DEBUG", None)
@@ -295,6 +309,9 @@ def fuzz(seed: int, every: bool, seconds: int, root: Path, limit: int | None = N
         skip = (out,)
         if value is not None and (name in OUTPUTS or value.startswith("output_dir=")):  # the value is the output
             skip += ((work / value.removeprefix("output_dir=")).resolve(),)
+        if log is not None:  # the case about to run, outside the capture (a crash is then attributable)
+            with open(log, "a") as f:
+                f.write(json.dumps(argv, ensure_ascii=False) + "\n")
         bad = run_case(argv, skip, [fxd["fx"], work, Path(PACKAGE_ASSETS)], seconds)
         if bad:
             failures.append(bad)
@@ -308,10 +325,13 @@ def main() -> None:
     p.add_argument("--all", action="store_true", help="every option x every value")
     p.add_argument("--case-seconds", type=int, default=30)
     p.add_argument("--limit", type=int, default=None, help="run only the first N cases")
+    p.add_argument("--memory-gib", type=float, default=12.0, help="address-space cap of this process")
+    p.add_argument("--log", type=Path, default=None, help="append each case's argv here before it runs")
     a = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    cap_memory(a.memory_gib)
     with tempfile.TemporaryDirectory(prefix="cinetune-fuzz-") as tmp:
-        report = fuzz(a.seed, a.all, a.case_seconds, Path(tmp), a.limit)
+        report = fuzz(a.seed, a.all, a.case_seconds, Path(tmp), a.limit, a.log)
     print(json.dumps(report, ensure_ascii=False))
 
 

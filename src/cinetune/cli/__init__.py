@@ -215,7 +215,8 @@ def cmd_latent_stats(a: argparse.Namespace) -> None:
     from ..io import write_json
     from ..training.vae import toy_clips
 
-    _positive("clips", a.clips)
+    if not 1 <= a.clips <= 4096:  # the clips are held in memory at once; a few hundred settle the statistics
+        raise CinetuneError(f"--clips must be in 1..4096, got {a.clips}")
     _positive("frames", a.frames)
     vdir = Path(a.vae)
     if not (vdir / "config.json").is_file():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ...errors import CinetuneError
 
+MAX_CLIPS = 256
+
 
 def add_commands(sub) -> None:
     an = sub.add_parser("analyze", help="analyses: block-similarity (which small block matches which large block)")
@@ -24,7 +26,7 @@ def cmd_analyze(a: argparse.Namespace) -> None:
 
     if a.what != "block-similarity":
         raise CinetuneError(f"unknown analysis {a.what!r}; available: block-similarity")
-    if a.clips <= 0:
-        raise CinetuneError(f"--clips must be positive, got {a.clips}")
+    if not 1 <= a.clips <= MAX_CLIPS:  # every clip's block features are held at once
+        raise CinetuneError(f"--clips must be in 1..{MAX_CLIPS}, got {a.clips}")
     large, small = load_backbone(a.large), load_backbone(a.small)
     print(report(analyse(large, small, clips=a.clips), Path(a.out), a.large, a.small))
