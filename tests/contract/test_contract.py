@@ -51,6 +51,8 @@ def test_every_registered_method_has_examples():
 def test_identity_at_init_and_removal_restores_the_base(case):
     _, ex = case
     inputs = _inputs(ex["backbone"], ex["model"].kinds, ex.get("conditions"))
+    tr = ex["backbone"].transformer
+    names = [n for n, _ in tr.named_parameters()]
     with torch.no_grad():
         base = ex["backbone"].view(*inputs[:3])
         att = ex["model"].attach(ex["backbone"])
@@ -61,6 +63,7 @@ def test_identity_at_init_and_removal_restores_the_base(case):
         assert not torch.allclose(_run(ex, att, inputs), base)
         att.remove()
         assert torch.equal(ex["backbone"].view(*inputs[:3]), base)
+    assert [n for n, _ in tr.named_parameters()] == names  # module for module the base (no PEFT wrapper left)
 
 
 def _grads(ex, ckpt: bool) -> dict:

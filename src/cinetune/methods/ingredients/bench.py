@@ -81,7 +81,10 @@ def _train(plan: Plan, name: str, stage1: Path | None, **over) -> Path:
 
 
 def score(videos: list[np.ndarray], scenes: list[tuple], faces) -> dict:
-    """Face similarity (min over greedy matches), swap rate, hair / skin read-back and face Fréchet distance."""
+    """Face similarity (min over greedy matches), swap rate, hair / skin read-back, face Fréchet distance and text
+    alignment (the toy video encoder's probability of what the prompt states: actions, background)."""
+    from ...metrics.features import ToyFeatures
+
     from ...bench.prompt_following import read_people
     from ...metrics import frechet_distance
     from ...metrics.identity import greedy_match, identity_similarity
@@ -105,19 +108,25 @@ def score(videos: list[np.ndarray], scenes: list[tuple], faces) -> dict:
             hair.append(read["hair"] == first.hair_colour)
         skin.append(read["skin"] == first.skin)
     fd = frechet_distance(np.array(gen_emb), np.array(ref_emb)) if len(gen_emb) > 2 and len(ref_emb) > 2 else float("nan")
+    feats = ToyFeatures()
     return {"face_sim": float(np.mean(sims)), "swap": swaps / checked if checked else float("nan"),
             "hair": float(np.mean(hair)) if hair else float("nan"), "skin": float(np.mean(skin)),
-            "face_fd": fd}
+            "face_fd": fd, "text": float(np.nanmean([feats.alignment(v, t) for v, (_, t, _) in zip(videos, scenes)]))}
 
 
-def _generate(pipe, scenes, plan: Plan, model=None, extra=(), **kw) -> list[np.ndarray]:
+def _generate(pipe, scenes, plan: Plan, model=None, extra=(), pose: bool = False, **kw) -> list[np.ndarray]:
+    """One video per scene; `extra` adapters compose with the Ingredients `model` (a student, a control adapter);
+    `pose`: the scene's own pose video as the control."""
+    from ...methods.control.task import training_condition
     from ...pipelines import AdaptedPipeline
 
     out, steps = [], kw.pop("steps", plan.sample_steps)
     models = ([model] if model is not None else []) + list(extra)
     call = AdaptedPipeline(pipe, models) if models else pipe
-    for i, (_, text, ids) in enumerate(scenes):
+    for i, (clip, text, ids) in enumerate(scenes):
         args = {"identities": [reference_photo(k) for k in ids]} if model is not None else {}
+        if pose:
+            args["controls"] = {"pose": training_condition(clip, "pose")}
         out.append(call(text, steps=steps, seed=i, progress=False, **args, **kw).videos[0])
     return out
 
@@ -148,6 +157,16 @@ def run(out: Path, quick: bool = False) -> Path:
     soft = IngredientsModel.load(runs["Ingredients"])
     soft.routing = "soft"
     rows["Ingredients, soft routing"] = score(_generate(pipe, scenes, plan, soft), scenes, faces)
+    # composed in one call: pose control through the shipped Scale-Adapter (any subset of its conditions), and the
+    # shipped 4-step student (its own steps and sampler, no guidance)
+    from ..registry import load_adapter
+
+    rows["Ingredients + pose control (toy-large-scale-adapter)"] = score(
+        _generate(pipe, scenes, plan, models["Ingredients"], [load_adapter("toy-large-scale-adapter")], pose=True),
+        scenes, faces)
+    rows["Ingredients on the 4-step student (toy-large-4step)"] = score(
+        _generate(pipe, scenes, plan, models["Ingredients"], [load_adapter("toy-large-4step")], steps=None,
+                  guidance=1.0), scenes, faces)
     by_count = {n: score(_generate(pipe, [s for s in scenes if len(s[2]) == n], plan, models["Ingredients"]),
                          [s for s in scenes if len(s[2]) == n], faces) for n in (1, 2, 3)}
     path = out / "ingredients.md"
@@ -168,11 +187,13 @@ def _report(plan: Plan, rows: dict, by_count: dict) -> list[str]:
              f"{plan.sample_steps} sampling steps, guidance 5. Face similarity: the paper's (greedy matching per "
              "frame, minimum; toy identity encoder); swap rate: generated faces (frames where every person is found) "
              "whose greedy match is another person's reference; hair / skin: the first person's, read back by the toy "
-             "video encoder; face FD: Fréchet distance of generated vs reference face embeddings.", "",
-             "| row | face similarity ↑ | swap rate ↓ | hair ↑ | skin ↑ | face FD ↓ |", "|---|---:|---:|---:|---:|---:|"]
+             "video encoder; face FD: Fréchet distance of generated vs reference face embeddings; text: the toy video "
+             "encoder's alignment with what the prompt states.", "",
+             "| row | face similarity ↑ | swap rate ↓ | hair ↑ | skin ↑ | face FD ↓ | text ↑ |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['face_sim']:.3f} | {r['swap']:.2f} | {r['hair']:.2f} | {r['skin']:.2f} | "
-                     f"{r['face_fd']:.3f} |")
+                     f"{r['face_fd']:.3f} | {r['text']:.3f} |")
     lines += ["", "## By number of people (Ingredients)", "", "| people | face similarity ↑ | swap rate ↓ |",
               "|---:|---:|---:|"]
     lines += [f"| {k} | {r['face_sim']:.3f} | {r['swap']:.2f} |" for k, r in by_count.items()]
@@ -186,5 +207,10 @@ def _report(plan: Plan, rows: dict, by_count: dict) -> list[str]:
               f"| routing loss raises it over none | {ing['face_sim']:.3f} vs {rows['no routing loss']['face_sim']:.3f} | "
               f"{yes(ing['face_sim'] > rows['no routing loss']['face_sim'])} |",
               f"| swap rate ≤ 10% with two people | {by_count[2]['swap']:.2f} | {yes(by_count[2]['swap'] <= 0.10)} |",
-              f"| swap rate ≤ 15% with three | {by_count[3]['swap']:.2f} | {yes(by_count[3]['swap'] <= 0.15)} |", ""]
+              f"| swap rate ≤ 15% with three | {by_count[3]['swap']:.2f} | {yes(by_count[3]['swap'] <= 0.15)} |"]
+    for name in ("Ingredients + pose control (toy-large-scale-adapter)", "Ingredients on the 4-step student (toy-large-4step)"):
+        kept = rows[name]["face_sim"] / ing["face_sim"] if ing["face_sim"] else float("nan")
+        lines.append(f"| {name.split(' (')[0].replace('Ingredients ', '')}: face similarity ≥ 85% of alone | "
+                     f"{kept:.0%} | {yes(kept >= 0.85)} |")
+    lines.append("")
     return lines
