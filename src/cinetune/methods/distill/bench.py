@@ -103,6 +103,28 @@ def _student_row(base, student, prompts, refs, stated, plan: Plan, **kw) -> dict
         return _row(base, prompts, refs, stated, plan, len(student.timesteps), sampler=att.sampler, guidance=1.0, **kw)
 
 
+LORA_RANKS = (4, 16, 64)
+
+
+def _lora_section(base, student, prompts, refs, stated, plan: Plan) -> dict:
+    """The student as a rank-r LoRA on the teacher (what `cinetune distill export-lora` writes and diffusers loads):
+    each rank's product B @ A merged in place of the linear deltas, the other deltas dropped as the LoRA drops them;
+    the row, the share of the linear deltas' energy kept and the LoRA's size."""
+    from .lora_export import lora_from_deltas
+    from .model import StudentModel
+
+    out = {}
+    for rank in LORA_RANKS:
+        lora, report = lora_from_deltas(student.deltas, base.backbone.transformer, rank)
+        deltas = {k.removesuffix(".lora_A.weight") + ".weight": lora[k.replace("lora_A", "lora_B")] @ v
+                  for k, v in lora.items() if k.endswith(".lora_A.weight")}
+        as_lora = StudentModel(deltas, student.timesteps, student.shift, student.base, student.base_fingerprint,
+                               teacher=student.teacher)
+        out[rank] = {**_student_row(base, as_lora, prompts, refs, stated, plan), "kept": report["kept"],
+                     "linear": report["linear"], "params": sum(t.numel() for t in lora.values())}
+    return out
+
+
 def _control_section(base, student, plan: Plan) -> list[dict]:
     """The shipped control adapters, unchanged, on the student at its steps vs on the teacher at its full steps with
     guidance: adherence on held-out clips and the share the student keeps (depth error: teacher / student)."""
@@ -148,8 +170,10 @@ def run(out: Path, quick: bool = False) -> Path:
     full.interpolator = load_interpolator(interp_run)
     rows["Full+VIF"] = _student_row(base, full, prompts, refs, stated, plan, interpolate=True)
     control = _control_section(base, full, plan)
+    lora = _lora_section(base, full, prompts, refs, stated, plan)
     path = out / "distill.md"
-    write_text(path, "\n".join(_report(plan, rows, control, runs) + [f"Wall time {time.perf_counter() - t0:.0f} s.", ""]))
+    write_text(path, "\n".join(_report(plan, rows, control, runs) + _lora_report(lora, rows[FULL])
+                               + [f"Wall time {time.perf_counter() - t0:.0f} s.", ""]))
     _plot(rows, out / "distill.png")
     return path
 
@@ -158,6 +182,21 @@ COLUMNS = [("instances", "instance preservation ↑", "{:.3f}"), ("dynamic", "dy
            ("oversaturation", "oversaturation ↓", "{:.4f}"), ("fvd", "toy-FVD ↓", "{:.2f}"),
            ("alignment", "alignment ↑", "{:.3f}"), ("shape", "shape", "{:.2f}"), ("colour", "colour", "{:.2f}"),
            ("motion", "motion", "{:.2f}")]
+
+
+def _lora_report(lora: dict, full: dict) -> list[str]:
+    lines = ["", f"## {FULL} as a LoRA on the teacher (rank vs quality)", "",
+             "The student's linear deltas at rank r (truncated SVD, `cinetune distill export-lora --rank r`), merged "
+             "onto the teacher; its other deltas (norms, biases, embeddings) are not in a LoRA. Same prompts, seeds "
+             "and sampler as the table above.", "",
+             "| rank | LoRA parameters | linear delta energy kept | " + " | ".join(c[1] for c in COLUMNS) + " |",
+             "|---:|---:|---:|" + "---:|" * len(COLUMNS)]
+    for rank, r in lora.items():
+        lines.append(f"| {rank} | {r['params'] / 1e6:.2f} M | {r['kept']:.3f} | "
+                     + " | ".join(fmt.format(r[k]) for k, _, fmt in COLUMNS) + " |")
+    lines.append(f"| the student itself | | 1.000 | " + " | ".join(fmt.format(full[k]) for k, _, fmt in COLUMNS) + " |")
+    share = next(iter(lora.values()))["linear"]
+    return lines + ["", f"The linear layers hold {share:.1%} of the student's whole delta (squared norm).", ""]
 
 
 def _report(plan: Plan, rows: dict, control: list[dict], runs: dict) -> list[str]:
