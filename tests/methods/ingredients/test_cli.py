@@ -83,3 +83,33 @@ def test_bad_input(runs, tmp_path):
     _one_line_error(run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "2"), "needs ingredients.init")
     _one_line_error(run("train", "ingredients", "--preset", "tiny-ingredients", "ingredients.routing=sometimes"),
                     "hard or soft")
+
+
+def test_stage_zero_is_first_frame_pretraining_and_initialises_stage_one(tmp_path):
+    """The T2V-vs-I2V ablation's I2V branch: stage 0 trains only the input slot (and the LoRA) to read the clip's own
+    first latent frame; a stage 1 started from it continues that model."""
+    from cinetune.methods.ingredients.task import IngredientsTask
+    from cinetune.training import preset_config
+
+    cache = tmp_path / "cache.safetensors"
+    task = IngredientsTask(preset_config("tiny-ingredients", {"output_dir": str(tmp_path / "t"), "data": {
+        "cache_path": str(cache)}, "ingredients": {"stage": 0}}), torch.device("cpu"))
+    own = {id(p) for p in task.att.trainable_parameters()}
+    assert {n for n, p in task.ing.module.named_parameters() if id(p) in own} == {"slot"}
+    assert all("lora_" in n for n, p in task.backbone.transformer.named_parameters() if id(p) in own)
+    batch = task.batch(0, 0, 0, 1)
+    assert torch.equal(batch["cond"]["canvas"], batch["x0"][:, :, :1]) and not batch["keep"]["local"].any()
+    del task
+    r = run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "0", f"output_dir={tmp_path / 's0'}",
+            f"data.cache_path={cache}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    weights = "final/ingredients/module/diffusion_pytorch_model.safetensors"
+    s0 = load_file(tmp_path / "s0" / weights)
+    assert s0["slot"].abs().sum() > 0  # the zero-initialised slot learned to read the first frame
+    r = run("train", "ingredients", "--preset", "tiny-ingredients", "--stage1", str(tmp_path / "s0"),
+            f"output_dir={tmp_path / 's1'}", f"data.cache_path={cache}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    s1 = load_file(tmp_path / "s1" / weights)
+    assert any(not torch.equal(s0[k], s1[k]) for k in s0 if k.startswith("projector"))  # stage 1 trained on
+    assert run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "0", "--stage1", "x",
+               f"data.cache_path={cache}").returncode == 2

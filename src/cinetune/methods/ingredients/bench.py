@@ -20,6 +20,7 @@ import numpy as np
 from ...bench.harness import train_or_reuse
 from ...io import write_text
 
+I2V = "I2V-initialised (first-frame pre-training, then stages 1 and 2)"
 STAGE2 = {"Ingredients": {}, "no routing loss": {"routing_loss": "off"}, "MSE routing loss": {"routing_loss": "mse"},
           "box supervision": {"supervision": "box"}}
 
@@ -27,6 +28,7 @@ STAGE2 = {"Ingredients": {}, "no routing loss": {"routing_loss": "off"}, "MSE ro
 @dataclass(frozen=True)
 class Plan:
     quick: bool
+    steps0: int  # first-frame (I2V-style) pre-training for the T2V-vs-I2V row
     steps1: int
     steps2: int
     per_count: int  # held-out scenes per number of people
@@ -35,7 +37,7 @@ class Plan:
 
     @classmethod
     def of(cls, quick: bool) -> "Plan":
-        return cls(True, 10, 6, 2, 6, 5) if quick else cls(False, 1500, 800, 8, 25, 150)
+        return cls(True, 6, 10, 6, 2, 6, 5) if quick else cls(False, 1000, 1500, 800, 8, 25, 150)
 
     @property
     def root(self) -> Path:
@@ -65,13 +67,15 @@ def reference_photo(identity: int) -> np.ndarray:
     return reference_portrait(identity).video[0]
 
 
-def _train(plan: Plan, name: str, stage1: Path | None, **over) -> Path:
+def _train(plan: Plan, name: str, stage1: Path | None, steps: int | None = None, **over) -> Path:
+    """A stage-2 run from `stage1`, or (stage1 None) a stage-1 run, or a stage-0 one with stage=0 in `over`."""
     from ...training import preset_config
 
     common = {"validate_every": 0, "num_validation": 1,
               **({"data": {"cache_path": str(plan.root / "cache.safetensors")}} if plan.quick else {})}
     if stage1 is None:
-        cfg = preset_config("toy-ingredients-1", {"output_dir": str(plan.root / name), "steps": plan.steps1, **common,
+        cfg = preset_config("toy-ingredients-1", {"output_dir": str(plan.root / name), "steps": steps or plan.steps1,
+                                                  **common,
                                                   "ingredients": {**over, **({"clip_cache": 16} if plan.quick else {})}})
     else:
         cfg = preset_config("toy-ingredients-2", {"output_dir": str(plan.root / name), "steps": plan.steps2, **common,
@@ -142,6 +146,9 @@ def run(out: Path, quick: bool = False) -> Path:
     runs = {name: _train(plan, _slug(name), s1, **over) for name, over in STAGE2.items()}
     s1_after = _train(plan, "stage1-canvas-after", None, canvas="after")
     runs["canvas after the VAE"] = _train(plan, "canvas-after", s1_after, canvas="after")
+    # the I2V-initialised base: stage 0 teaches the slot to read a first frame, stage 1 and 2 continue from it
+    s0 = _train(plan, "stage0-i2v", None, steps=plan.steps0, stage=0)
+    runs[I2V] = _train(plan, "i2v", _train(plan, "stage1-i2v", None, init=str(s0)))
     pipe = TextToVideoPipeline.from_pretrained("toy-large", device="cpu")
     scenes, faces = held_out_scenes(plan.per_count), ToyFaces()
     rows = {"toy-large, no identities": score(_generate(pipe, scenes, plan), scenes, faces)}
@@ -182,7 +189,7 @@ def _report(plan: Plan, rows: dict, by_count: dict) -> list[str]:
     n = 3 * plan.per_count
     lines = ["# Ingredients at toy scale", "",
              f"`cinetune bench ingredients{' --quick' if plan.quick else ''}`: stage 1 {plan.steps1} steps, stage 2 "
-             f"{plan.steps2} steps on toy-large; {n} held-out portrait scenes ({plan.per_count} each with 1, 2 and 3 "
+             f"{plan.steps2} steps on toy-large (the I2V row: {plan.steps0} steps of stage 0 first); {n} held-out portrait scenes ({plan.per_count} each with 1, 2 and 3 "
              "people), prompts that do not describe the people, one reference photo per person, "
              f"{plan.sample_steps} sampling steps, guidance 5. Face similarity: the paper's (greedy matching per "
              "frame, minimum; toy identity encoder); swap rate: generated faces (frames where every person is found) "

@@ -16,8 +16,8 @@ class IngredientsConfig:
     routed by their masks, each sample keeping the global, the local or the complete facial input. Stage 2 (router
     fine-tuning): the router + the LoRA with the diffusion and routing losses, the projector frozen."""
 
-    stage: int = 1
-    init: str = ""  # stage 2: the stage-1 model (a run, its final/, or a saved directory)
+    stage: int = 1  # 0: first-frame (I2V-style) pre-training of the slot, for the T2V-vs-I2V ablation
+    init: str = ""  # stage 2: the stage-1 model; stage 1: optionally a stage-0 model (I2V init)
     interval: int = 1  # identity injection every this many blocks (the public code: every block)
     num_queries: int = 8  # Q-former queries (public code: 32 at 5B scale)
     id_tokens: int = 2  # tokens from the identity embedding (public code: 5)
@@ -46,10 +46,12 @@ class IngredientsConfig:
         return {"kind": self.encoder, "clip": self.clip, "layers": layers}
 
     def validate(self) -> None:
-        if self.stage not in (1, 2):
-            raise CinetuneError(f"ingredients.stage must be 1 or 2, got {self.stage}")
+        if self.stage not in (0, 1, 2):
+            raise CinetuneError(f"ingredients.stage must be 0, 1 or 2, got {self.stage}")
         if self.stage == 2 and not self.init:
             raise CinetuneError("ingredients stage 2 needs ingredients.init: the stage-1 model")
+        if self.stage == 0 and self.init:
+            raise CinetuneError("ingredients stage 0 starts from the base: leave ingredients.init empty")
         if self.routing not in ("hard", "soft") or self.routing_loss not in ("ce", "mse", "off"):
             raise CinetuneError(f"ingredients.routing must be hard or soft and routing_loss ce, mse or off, got "
                                 f"{self.routing!r}, {self.routing_loss!r}")

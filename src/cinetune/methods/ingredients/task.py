@@ -2,7 +2,10 @@
 references are face crops of another frame of the same clip. Stage 1 (facial embedding alignment) trains the
 projector, the injectors' attention and the input slot with the diffusion loss, identities routed by their masks and
 the facial input dropped uniformly to global only, local only or complete; stage 2 (router fine-tuning) trains the
-router with the routing loss (Eq. 5) beside the diffusion loss, everything else frozen but the LoRA."""
+router with the routing loss (Eq. 5) beside the diffusion loss, everything else frozen but the LoRA. Stage 0, for the
+paper's T2V-vs-I2V ablation, first makes the base an image-to-video model: the input slot and the LoRA learn to
+take each clip's own first latent frame (the local input off); a stage 1 initialised from it starts from a slot that
+already reads an image, as the paper's I2V base does."""
 
 from __future__ import annotations
 
@@ -71,7 +74,9 @@ class IngredientsTask(FlowMatchingTask):
         super().__init__(cfg, device)
         c = self.c = cfg.ingredients
         self.backbone = task_backbone(cfg, device, frozen=True)
-        if c.stage == 1:
+        if c.stage == 1 and c.init:  # an I2V-initialised stage 1: continue the stage-0 model
+            self.ing = IngredientsModel.load(c.init)
+        elif c.stage in (0, 1):
             torch.manual_seed(cfg.seed)
             self.ing = IngredientsModel.new(self.backbone, c.interval, num_queries=c.num_queries, id_tokens=c.id_tokens,
                                             projector_dim=c.projector_dim, depth=c.depth, face_scale=c.face_scale,
@@ -79,7 +84,7 @@ class IngredientsTask(FlowMatchingTask):
         else:
             self.ing = IngredientsModel.load(c.init)
             self.ing.canvas = c.canvas
-        self.ing.routing = "mask" if c.stage == 1 else c.routing  # (export restores c.routing)
+        self.ing.routing = "mask" if c.stage in (0, 1) else c.routing  # (export restores c.routing)
         self.att = self.ing.attach(self.backbone, trainable=True)
         self._freeze_for_stage()
         self.model = IngredientsDenoiser(self.backbone, self.att, self.ing.module)
@@ -92,9 +97,10 @@ class IngredientsTask(FlowMatchingTask):
         for inj in self.ing.module.injectors.values():
             for n, p in inj.named_parameters():
                 is_router = n.startswith(ROUTER)
-                p.requires_grad_(is_router if self.c.stage == 2 else not is_router)
-        if self.c.stage == 2:
+                p.requires_grad_(self.c.stage == 1 and not is_router or self.c.stage == 2 and is_router)
+        if self.c.stage in (0, 2):  # stage 0: the slot (and the LoRA) only; stage 2: the router (and the LoRA)
             self.ing.module.projector.requires_grad_(False)
+        if self.c.stage == 2:
             self.ing.module.slot.requires_grad_(False)
 
     def param_groups(self) -> list[dict]:
@@ -168,11 +174,14 @@ class IngredientsTask(FlowMatchingTask):
     def batch(self, step: int, micro: int, rank: int, world: int) -> dict:
         idx_t, gens, x0, emb = self.draw_cached(step, micro, rank, world)
         c, dev = self.c, self.device
-        modes = [DROPOUTS[int(torch.randint(0, 3, (1,), generator=g))] if c.stage == 1 else "complete" for g in gens]
+        modes = [DROPOUTS[int(torch.randint(0, 3, (1,), generator=g))] if c.stage == 1 else
+                 "global" if c.stage == 0 else "complete" for g in gens]
         keep = {"local": torch.tensor([m != "global" for m in modes], device=dev),
                 "global": torch.tensor([m != "local" for m in modes], device=dev)}
+        # stage 0: the canvas slot takes the clip's own first latent frame (an image-to-video input)
+        canvas = x0[:, :, :1] if c.stage == 0 else self.cache[f"canvas_{c.canvas}"][idx_t]
         cond = {"identities": self.cache["refs"][idx_t].float().to(dev), "present": self.cache["present"][idx_t].bool()
-                .to(dev), "canvas": self.cache[f"canvas_{c.canvas}"][idx_t].to(dev)}
+                .to(dev), "canvas": canvas.to(dev)}
         return {"x0": x0.to(dev), "emb": emb.to(dev), "gens": gens, "cond": cond, "keep": keep,
                 "labels": self.cache[f"labels_{c.supervision}"][idx_t].long().to(dev)}
 
@@ -180,7 +189,7 @@ class IngredientsTask(FlowMatchingTask):
         xt, t, target = self.noisy(batch["x0"], batch["gens"])
         pred, logits = model(xt, t, batch["emb"], batch["cond"], batch["keep"], batch["labels"])
         diffusion = F.mse_loss(pred.float(), target.float())
-        if self.c.stage == 1 or self.c.routing_loss == "off":
+        if self.c.stage < 2 or self.c.routing_loss == "off":
             return diffusion, {"diffusion": float(diffusion.detach())}
         route = routing_loss(logits, batch["labels"], self.c.routing_loss)
         return diffusion + self.c.routing_weight * route, {"diffusion": float(diffusion.detach()),
