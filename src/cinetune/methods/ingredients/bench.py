@@ -216,7 +216,7 @@ def _report(plan: Plan, rows: dict, by_count: dict) -> list[str]:
               f"| swap rate ≤ 10% with two people | {by_count[2]['swap']:.2f} | {yes(by_count[2]['swap'] <= 0.10)} |",
               f"| swap rate ≤ 15% with three | {by_count[3]['swap']:.2f} | {yes(by_count[3]['swap'] <= 0.15)} |"]
     for name in ("Ingredients + pose control (toy-large-scale-adapter)", "Ingredients on the 4-step student (toy-large-4step)"):
-        kept = rows[name]["face_sim"] / ing["face_sim"] if ing["face_sim"] else float("nan")
+        kept = rows[name]["face_sim"] / ing["face_sim"] if ing["face_sim"] > 0 else float("nan")  # a share of > 0
         lines.append(f"| {name.split(' (')[0].replace('Ingredients ', '')}: face similarity ≥ 85% of alone | "
                      f"{kept:.0%} | {yes(kept >= 0.85)} |")
     lines.append("")
