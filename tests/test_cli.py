@@ -51,6 +51,14 @@ def run(*args):
     ["generate", "--prompt", "x", "--control-scale", "nan", "--adapter", "toy-large-controlnext"],
     ["generate", "--prompt", "x", "--identities", "toy-large-controlnext", "--identity", "x.png"],
     ["bench", "text-features", "--out", "/dev/null"],
+    # the third pass
+    ["generate", "--prompt", "x", "--out", ""],  # Path("") would be the working directory
+    ["render-toy", "--n", "1", "--out", ""],
+    ["eval", "--generated", ""],
+    ["eval", "--generated", "x", "--metrics", ",,"],
+    ["train", "base", "--preset", "tiny", "seed=-1"],
+    ["train", "ingredients", "--stage1", ""],
+    ["assets", "--only", "", "--plan"],
 ])
 def test_bad_input_is_one_line_and_status_2(args):
     r = run(*args)

@@ -13,6 +13,25 @@ from ..errors import CinetuneError
 OTHER_MEDIA = (".avi", ".mov", ".mkv", ".webm", ".m4v", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+# Options naming files or folders (argparse dests): none may be given as an empty string.
+PATH_OPTIONS = ("out", "model", "generated", "reference", "prompts", "face_references", "video", "vae", "run", "root",
+                "config", "student", "interpolator", "identities", "identity", "adapter", "control_from", "large",
+                "small")
+
+
+def _refuse_empty(args: argparse.Namespace) -> None:
+    """Path("") is the working directory: an empty path (or method flag) is a mistake, not a request for "."."""
+    def empty(v) -> bool:
+        return v == "" or (isinstance(v, list) and "" in v)
+
+    for d in PATH_OPTIONS:
+        if empty(getattr(args, d, None)):
+            raise CinetuneError(f"--{d.replace('_', '-')} is empty")
+    for f in getattr(args, "flags", ()):  # a method's own flags (train <method>)
+        if empty(getattr(args, f"flag_{f.target}", None)):
+            raise CinetuneError(f"{f.option} is empty")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2 (argparse's default prints the usage too)
         raise CinetuneError(f"{self.prog}: {message}")
@@ -315,6 +334,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
             face_images = [np.asarray(iio.imread(p))[..., :3].astype(np.uint8) for p in files]
         except Exception as e:
             raise CinetuneError(f"--face-references: cannot read an image in {folder}: {e}") from None
+    if a.metrics and not metrics:
+        raise CinetuneError(f"--metrics {a.metrics!r} names no metric")
     cfg = EvalConfig(metrics=metrics, conditions=tuple(c for c in a.conditions.split(",") if c), features=a.features,
                      backend=a.backend, faces="dlib" if face_images is not None else "toy", strict=bool(a.metrics))
     report = evaluate(gen, ref, prompts, identities, cfg, names, face_images)
@@ -333,6 +354,8 @@ def cmd_assets(a: argparse.Namespace) -> None:
     from ..assets import recipe
 
     root = Path(a.root).expanduser().resolve()
+    if a.only:
+        recipe._with_needs(a.only, recipe._stage_map(recipe.STAGES))  # unknown names refused before anything
     recipe.print_plan(root, jobs=a.jobs)
     if a.plan:
         return
@@ -489,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = list(args.overrides or []) + extra
         elif extra:
             raise CinetuneError(f"unrecognized arguments: {' '.join(extra)}")
+        _refuse_empty(args)
         args.fn(args)
     except CinetuneError as e:
         _close_progress_bars()

@@ -109,6 +109,8 @@ class BaseTrainConfig:
         bad = [k for k, v in _leaves(dataclasses.asdict(self)) if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             raise CinetuneError(f"settings must be finite numbers: {', '.join(bad[:4])}")
+        if not (0 <= self.seed < 2**63 and 0 <= self.data.seed < 2**63):
+            raise CinetuneError(f"seed and data.seed must be in 0..2^63-1, got {self.seed}, {self.data.seed}")
         self.optim.validate()
         if min(self.steps, self.batch_size, self.grad_accum, self.checkpoint_every, self.keep_checkpoints,
                self.log_every) <= 0 or self.validate_every < 0:
