@@ -262,9 +262,15 @@ def run_case(argv: list[str], skip: tuple[Path, ...], watch: list[Path], seconds
     finally:
         signal.signal(signal.SIGALRM, old_alarm)
         socket.socket.connect = old_connect
+    import torch
+
     err = io_["err"]
     lines = stderr_lines(err)
     problems = []
+    if not torch.is_grad_enabled():  # a command that returned with autograd off would break a Python caller too;
+        if code != "timeout":       # one stopped by the alarm may be cut inside a no_grad block: reset, not a defect
+            problems.append("left autograd disabled")
+        torch.set_grad_enabled(True)
     if code not in (0, 2, "timeout"):
         problems.append(f"exit {code}")
     if code == 2 and (len(lines) != 1 or not lines[0].startswith("cinetune: error:")):

@@ -59,6 +59,9 @@ def run(*args):
     ["train", "base", "--preset", "tiny", "seed=-1"],
     ["train", "ingredients", "--stage1", ""],
     ["assets", "--only", "", "--plan"],
+    # the fourth pass
+    ["generate", "--prompt", "x", "--model", "toy-small", "--adapter", "toy-large-4step"],  # a student of another base
+    ["extract", "--kind", "hed", "--video", "missing.mp4", "--out", "h.mp4", "--edges", "sobel"],
 ])
 def test_bad_input_is_one_line_and_status_2(args):
     r = run(*args)

@@ -113,6 +113,9 @@ def cmd_generate(a: argparse.Namespace) -> None:
     controls = _controls(a)
     models = _adapters(a)
     student = next((m for m in models if hasattr(m, "load_base")), None)  # a distilled student brings its teacher
+    if student and a.model != student.base and not _names_student(a.model):
+        raise CinetuneError(f"the student was distilled from {student.base}; --model {a.model} is another base (give "
+                            f"--model {student.base}, or the student itself as --model)")
     pipe = (TextToVideoPipeline(student.load_base(), a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
             if student else TextToVideoPipeline.from_pretrained(a.model, device=a.device))
     pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,
@@ -143,6 +146,13 @@ def cmd_generate(a: argparse.Namespace) -> None:
             raise CinetuneError("--control needs --adapter PATH|NAME")
         res = pipe(a.prompt, **kw)
     _write_generated(res, out, pipe.backbone.preset.fps)
+
+
+def _names_student(model: str) -> bool:
+    from ..core import find_manifest
+    from ..methods.registry import methods
+
+    return find_manifest(model, [methods()["distill"].manifest]) is not None
 
 
 def _adapters(a: argparse.Namespace) -> list:

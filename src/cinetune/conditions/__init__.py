@@ -20,6 +20,8 @@ def get_extractor(kind: str, backend: str = "toy", edges: str = "canny", **optio
     lineart and mlsd start from ("canny" or "hed"). options: the class's own keyword arguments."""
     if kind not in KINDS:
         raise CinetuneError(f"unknown condition {kind!r}; known: {', '.join(KINDS)}")
+    if edges not in ("canny", "hed"):  # checked for every kind: a wrong value is refused, not ignored
+        raise CinetuneError(f"edges must be canny or hed, got {edges!r}")
     if kind == "canny":
         return Canny(**options)
     if kind == "hed":
