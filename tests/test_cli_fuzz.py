@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.timeout(1500)  # about 130 cases: minutes on a busy 2-core machine, beyond the suite's per-test limit
 def test_every_option_keeps_the_bad_input_contract():
     from tests.cli_fuzz import commands
 
