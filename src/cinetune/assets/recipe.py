@@ -241,7 +241,7 @@ def rebuild(root: Path, stages=STAGES, jobs: int = 1, only: list[str] | None = N
     if jobs < 1:
         raise CinetuneError(f"--jobs must be at least 1, got {jobs}")
     by = _stage_map(stages)
-    wanted = set(by) if not only else _with_needs(only, by)
+    wanted = selected(only, stages)
     root.mkdir(parents=True, exist_ok=True)
     (root / "assets").mkdir(exist_ok=True)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -279,6 +279,12 @@ def rebuild(root: Path, stages=STAGES, jobs: int = 1, only: list[str] | None = N
         raise CinetuneError(f"stages not reached: {', '.join(left)}")
 
 
+def selected(only: list[str] | None, stages=STAGES) -> set[str]:
+    """The stage names `only` stands for with everything they need (every stage when None); unknown names refused."""
+    by = _stage_map(stages)
+    return set(by) if not only else _with_needs(only, by)
+
+
 def _with_needs(names: list[str], by: dict[str, Stage]) -> set[str]:
     out: set[str] = set()
     todo = list(names)
@@ -299,7 +305,7 @@ def install(root: Path, stages=STAGES, dest: Path | None = None, only: list[str]
     from ..backbones.presets import PACKAGE_ASSETS
 
     by = _stage_map(stages)
-    names = set(by) if not only else _with_needs(only, by)
+    names = selected(only, stages)
     undone = [n for n in by if n in names and status(root, by[n])[0] != "done"]
     if undone:
         raise CinetuneError(f"--install: stages not done: {', '.join(undone)}")

@@ -55,25 +55,22 @@ def _finite(name: str, v: float | None) -> None:
         raise CinetuneError(f"--{name} must be a finite number, got {v}")
 
 
-def _seed(text: str) -> int:
-    """argparse type for --seed: what numpy and torch both take."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= v < 2**63:
-        raise argparse.ArgumentTypeError(f"must be in 0..2^63-1, got {v}")
-    return v
+def _int_in(lo: int, hi: int | None = None):
+    """argparse type: an integer in lo..hi (hi None: no upper bound)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be in {lo}..{hi}, got {v}" if hi is not None else
+                                             f"must be at least {lo}, got {v}")
+        return v
+    return parse
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+_seed = _int_in(0, 2**63 - 1)  # what numpy and torch both take
+_at_least_one = _int_in(1)
 
 
 def _device(spec: str) -> str:
@@ -364,8 +361,7 @@ def cmd_assets(a: argparse.Namespace) -> None:
     from ..assets import recipe
 
     root = Path(a.root).expanduser().resolve()
-    if a.only:
-        recipe._with_needs(a.only, recipe._stage_map(recipe.STAGES))  # unknown names refused before anything
+    recipe.selected(a.only)  # unknown --only names refused before anything
     recipe.print_plan(root, jobs=a.jobs)
     if a.plan:
         return

@@ -98,8 +98,6 @@ def _demo_distill(pipe, out: Path, a: argparse.Namespace, fps: int, teacher: tup
     print(f"{grid}  rows: " + "; ".join(f"{n} {t:.1f} s" for n, t in times.items()))
 
 
-
-
 def _demo_ingredients(pipe, out: Path, a: argparse.Namespace, fps: int) -> None:
     """Two held-out two-person scenes, their prompts silent on the people: the reference photos | no identities |
     Ingredients (same prompt, same seed)."""

@@ -229,9 +229,7 @@ def _check_resumable(cfg: TrainConfig, saved: Path) -> None:
 
 def _resume(ckpt_root: Path, task, optims: dict, ema, verbose: bool) -> tuple[Path, dict]:
     """Load the newest checkpoint that verifies and loads; a damaged newer one is reported and passed over."""
-    found = list_checkpoints(ckpt_root)
-    if not found:
-        raise CinetuneError(f"--resume: no checkpoint under {ckpt_root}")
+    found = list_checkpoints(ckpt_root)  # not empty: train() checks that before any work
     problems = []
     for path in reversed(found):
         why = verify_checkpoint(path)
