@@ -25,3 +25,13 @@ def test_atomic_writes_replace_keep_on_failure_and_follow_the_umask(tmp_path):
         assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755 and (tmp_path / "d" / "x").is_file()
     finally:
         os.umask(old)
+
+
+def test_the_same_generation_writes_a_byte_identical_mp4(tmp_path):
+    from cinetune.cli import main
+
+    args = ["generate", "--prompt", "a red circle moves left", "--model", "toy-large", "--seed", "7", "--steps", "2"]
+    files = [tmp_path / f"{i}.mp4" for i in range(3)]
+    for f in files:  # one process: the model's runs in between change the memory the encoder gets
+        main(args + ["--out", str(f)])
+    assert len({f.read_bytes() for f in files}) == 1

@@ -119,6 +119,24 @@ def check_video_out(path: str | Path) -> None:
     check_writable(path)
 
 
+MP4_QP = 18  # x264's quantiser: visually lossless at these sizes
+
+
+def _write_mp4(path: Path, video: np.ndarray, fps: int) -> None:
+    """H.264 at a constant quantiser, so the same pixels give the same file: x264's default rate control (CRF with
+    macroblock-tree lookahead) gave different bytes for identical frames from one call to the next in a process that
+    had run a model (its float propagation depends on memory layout). yuv444p keeps colours exact enough for
+    condition videos (no chroma subsampling of thin edges)."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"qp": str(MP4_QP)})
+        stream.width, stream.height, stream.pix_fmt = video.shape[2], video.shape[1], "yuv444p"
+        for frame in video:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(stream.encode())
+
+
 def write_video(path: str | Path, video: np.ndarray, fps: int = 8) -> Path:
     """Write (F,H,W,3) uint8 to .mp4 / .gif / .png (a horizontal strip of frames), atomically."""
     import imageio.v3 as iio
@@ -130,9 +148,7 @@ def write_video(path: str | Path, video: np.ndarray, fps: int = 8) -> Path:
     suffix = path.suffix.lower()
     with atomic_path(path) as tmp:
         if suffix == ".mp4":
-            # yuv444p keeps colours exact enough for condition videos (no chroma subsampling of thin edges).
-            iio.imwrite(tmp, video, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
-                        in_pixel_format="rgb24", out_pixel_format="yuv444p")
+            _write_mp4(tmp, video, fps)
         elif suffix == ".gif":
             iio.imwrite(tmp, video, extension=".gif", duration=1000 / fps, loop=0)
         elif suffix == ".png":

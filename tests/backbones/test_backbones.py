@@ -100,3 +100,18 @@ def test_toy_text_length_fits_every_toy_caption():
     longest = max(len(tok(ds.caption(i))["input_ids"]) for i in range(len(ds)))
     assert longest <= get_preset("toy-large").max_text_len == get_preset("toy-small").max_text_len
     assert longest > 32
+
+
+def test_a_toy_preset_without_weights_names_commands_that_exist(tmp_path, monkeypatch):
+    import shutil
+
+    from cinetune.backbones.presets import PACKAGE_ASSETS
+    from cinetune.training.config import PRESETS as TRAINING
+
+    monkeypatch.setenv("CINETUNE_ASSETS", str(tmp_path))
+    shutil.copytree(PACKAGE_ASSETS / "toy-vae", tmp_path / "toy-vae")
+    for name in ("toy-cogvideox", "toy-small"):
+        with pytest.raises(CinetuneError, match=f"no shipped weights for {name}") as e:
+            load_backbone(name)
+        presets = [w.split()[0].rstrip("`") for w in str(e.value).split("--preset ")[1:]]
+        assert presets and all(p in TRAINING for p in presets)  # (toy-cogvideox has no training preset of its own)

@@ -72,7 +72,6 @@ def _store_half(folder: Path) -> None:
 def _dit_samples(cfg: dict, dest: Path, n: int = 8) -> None:
     """Sample grid of the exported transformer with the VAE that ships now, on held-out captions."""
     import torch
-    from diffusers import WanTransformer3DModel
 
     from ..backbones import load_backbone
     from ..io import video_grid, write_video
@@ -80,8 +79,8 @@ def _dit_samples(cfg: dict, dest: Path, n: int = 8) -> None:
     from ..toyworld import ToyWorldDataset
 
     backbone = load_backbone(cfg["backbone"], random_init=True)
-    backbone.transformer = WanTransformer3DModel.from_pretrained(dest / "transformer", use_safetensors=True,
-                                                                 torch_dtype=torch.float32)
+    backbone.transformer = type(backbone.transformer).from_pretrained(dest / "transformer", use_safetensors=True,
+                                                                      torch_dtype=torch.float32)  # (Wan or CogVideoX)
     prompts = [ToyWorldDataset(n, seed=cfg["data"]["seed"] + 1)[i]["caption"] for i in range(n)]  # held out
     d = cfg["data"]
     out = TextToVideoPipeline(backbone)(prompts, frames=d["frames"], height=d["height"], width=d["width"],

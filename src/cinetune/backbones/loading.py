@@ -89,10 +89,20 @@ def _load_toy(preset: BackbonePreset, random_init: bool, weights: bool = True) -
     elif random_init or not weights:
         transformer = cls(**preset.transformer)
     else:
-        raise CinetuneError(f"no shipped weights for {preset.name} at {wdir}; train them with "
-                            f"`cinetune train base --preset {preset.name}`")
+        raise CinetuneError(f"no shipped weights for {preset.name} at {wdir}; {_how_to_train(preset.name)}")
     return Backbone(preset, transformer, toy_codec(preset, random_init), minilm_encoder(preset.max_text_len),
                     toy_scheduler(preset.flow_shift), source=preset.name)
+
+
+def _how_to_train(name: str) -> str:
+    """The commands that make a toy backbone's weights: its own training preset, or (an architecture shipped for tests
+    only, like toy-cogvideox) toy-large's recipe on that architecture, installed under the preset's asset name."""
+    from ..training.config import PRESETS as TRAINING
+
+    if name in TRAINING:
+        return f"train them with `cinetune train base --preset {name}`"
+    return (f"train them with `cinetune train base --preset toy-large --backbone {name} output_dir=runs/{name}` and "
+            f"install the run with `cinetune export-asset --run runs/{name} --name {name}`")
 
 
 def _read_json(path: Path) -> dict:

@@ -9,7 +9,7 @@ METHOD = Method(
     section="distill", config=DistillConfig, presets=PRESETS, default_preset="toy-large-4step",
     manifest="cinetune_distill.json", model="cinetune.methods.distill.model:StudentModel",
     task="cinetune.methods.distill.task:DistillTask",
-    benches={"distill": "cinetune.methods.distill.bench"},
+    benches={"distill": "cinetune.methods.distill.bench", "distill-speed": "cinetune.methods.distill.speed_bench"},
     flags=(Flag("--teacher", "init", "the teacher's weights: a shipped model's name or a transformer directory"),),
     card="cinetune.methods.distill.card:card",
     contract="cinetune.methods.distill.contract:examples",
