@@ -99,7 +99,7 @@ def test_generate_from_a_saved_diffusers_directory(tiny_wan_dir, tmp_path):
             "--height", "32", "--width", "32", "--steps", "2", "--out", str(out))
     assert r.returncode == 0, r.stderr
     video, fps = read_video(out)
-    assert video.shape == (5, 32, 32, 3)
+    assert video.shape == (5, 32, 32, 3) and fps == 16  # the checkpoint's own frame rate (Wan: 16 fps)
     bad = run("generate", "--prompt", "x", "--model", str(tiny_wan_dir), "--frames", "6", "--height", "32",
               "--width", "32", "--out", str(tmp_path / "bad.mp4"))
     assert bad.returncode == 2 and "frames" in bad.stderr and not (tmp_path / "bad.mp4").exists()

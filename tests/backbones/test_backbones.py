@@ -115,3 +115,14 @@ def test_a_toy_preset_without_weights_names_commands_that_exist(tmp_path, monkey
             load_backbone(name)
         presets = [w.split()[0].rstrip("`") for w in str(e.value).split("--preset ")[1:]]
         assert presets and all(p in TRAINING for p in presets)  # (toy-cogvideox has no training preset of its own)
+
+
+def test_a_directory_takes_its_defaults_from_the_checkpoint(tiny_wan_dir, tmp_path):
+    p = load_backbone(str(tiny_wan_dir)).preset  # a Wan directory: the release defaults, the scheduler's own shift
+    assert (p.frames, p.height, p.width, p.fps, p.flow_shift) == (81, 480, 832, 16, 7.0)
+    from cinetune.backbones.loading import _directory_preset
+
+    cog = _directory_preset(tmp_path, "cogvideox", {"sample_frames": 81, "sample_height": 96, "sample_width": 170,
+                                                    "patch_size_t": 2, "max_text_seq_length": 224})
+    assert (cog.frames, cog.height, cog.width, cog.fps, cog.max_text_len) == (81, 768, 1360, 16, 224)  # CogVideoX 1.5
+    assert _directory_preset(tmp_path, "cogvideox", {"sample_frames": 49}).fps == 8  # 1.0: no temporal patch

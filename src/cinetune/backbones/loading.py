@@ -128,6 +128,22 @@ def _check_dir(root: Path) -> dict:
     return extra
 
 
+def _directory_preset(root: Path, family: str, tcfg: dict) -> BackbonePreset:
+    """Defaults of a directory that is no known preset, read from the checkpoint where it says them: CogVideoX's
+    transformer config holds its sample size (latent units, VAE 8x spatially) and 1.5's temporal patch (16 fps, 1.0: 8
+    fps); Wan's does not, so its release defaults (81 x 480 x 832 at 16 fps) with the scheduler's own flow shift."""
+    scfg_path = root / "scheduler" / "scheduler_config.json"
+    scfg = _read_json(scfg_path) if scfg_path.is_file() else {}
+    common = dict(name=root.name, family=family, description=f"local directory {root}")
+    if family == "cogvideox":
+        return BackbonePreset(**common, frames=int(tcfg.get("sample_frames", 49)),
+                              height=8 * int(tcfg.get("sample_height", 60)), width=8 * int(tcfg.get("sample_width", 90)),
+                              fps=16 if tcfg.get("patch_size_t") else 8, flow_shift=0.0,
+                              max_text_len=int(tcfg.get("max_text_seq_length", 226)))
+    shift = scfg.get("flow_shift") or scfg.get("shift") or 3.0
+    return BackbonePreset(**common, frames=81, height=480, width=832, fps=16, flow_shift=float(shift), max_text_len=512)
+
+
 def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Backbone:
     """Load a diffusers-format pipeline directory (WanPipeline / CogVideoXPipeline layout, or one written by
     `save_backbone`)."""
@@ -138,8 +154,7 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Ba
     tcfg = _read_json(root / "transformer" / "config.json")
     family = "cogvideox" if "CogVideoX" in tcfg.get("_class_name", "") else "wan"
     if preset is None:
-        preset = BackbonePreset(name=root.name, family=family, description=f"local directory {root}",
-                                max_text_len=512 if family == "wan" else 226)
+        preset = _directory_preset(root, family, tcfg)
     if "preset" in extra:
         preset = replace(preset, **{k: v for k, v in extra["preset"].items() if k in ("frames", "height", "width",
                                                                                         "fps", "flow_shift", "max_text_len")})

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CinetuneError
@@ -122,6 +123,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict, ema_st
         task.load_state_dict(load_file(path / "task.safetensors") if (path / "task.safetensors").is_file() else {})
     except CinetuneError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as e:  # (JSONDecodeError is a ValueError)
         raise CinetuneError(f"cannot resume from {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     return state
