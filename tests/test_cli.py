@@ -187,3 +187,22 @@ def test_demo_shows_every_shipped_method(tmp_path):
     for name in ("t2v-grid.gif", "control-grid.gif", "distill-grid.gif", "ingredients-grid.gif"):
         assert read_video(tmp_path / name)[0].shape[0] == 17, name
     assert "student (4 steps)" in r.stdout and "Ingredients" in r.stdout
+
+
+def test_generate_with_lora_files(tiny_wan_dir, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from cinetune.backbones import load_backbone
+    from tests.core.test_lora_file import _self_attention_lora
+
+    save_file(_self_attention_lora(load_backbone(str(tiny_wan_dir)).transformer), str(tmp_path / "style.safetensors"))
+    base = ["generate", "--prompt", "a red circle moves left", "--model", str(tiny_wan_dir), "--frames", "5",
+            "--height", "32", "--width", "32", "--steps", "2"]
+    outs = {}
+    for name, extra in [("bare", []), ("off", ["--lora", f"{tmp_path / 'style.safetensors'}:0"]),
+                        ("on", ["--lora", str(tmp_path / "style.safetensors")])]:
+        assert main(base + extra + ["--out", str(tmp_path / f"{name}.mp4")]) == 0
+        outs[name] = (tmp_path / f"{name}.mp4").read_bytes()
+    assert outs["off"] == outs["bare"] != outs["on"]  # scale 0 is the base, byte for byte
+    assert main(base + ["--lora", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -16,7 +16,7 @@ OTHER_MEDIA = (".avi", ".mov", ".mkv", ".webm", ".m4v", ".jpg", ".jpeg", ".bmp",
 # Options naming files or folders (argparse dests): none may be given as an empty string.
 PATH_OPTIONS = ("out", "model", "generated", "reference", "prompts", "face_references", "video", "vae", "run", "root",
                 "config", "student", "interpolator", "identities", "identity", "adapter", "control_from", "large",
-                "small")
+                "small", "lora")
 
 
 def _refuse_empty(args: argparse.Namespace) -> None:
@@ -172,6 +172,10 @@ def _adapters(a: argparse.Namespace) -> list:
         if not students:
             raise CinetuneError("--interpolator needs a distilled student (--model STUDENT)")
         students[0].interpolator = load_interpolator(a.interpolator)
+    if a.lora:
+        from ..core.lora_file import LoraFile
+
+        models += [LoraFile.load(spec) for spec in a.lora]
     return models
 
 
@@ -428,6 +432,9 @@ def _add_generation(sub) -> None:
     g.add_argument("--adapter", "--scale-adapter", action="append", metavar="PATH|NAME",
                    help="a saved adapter of any method: its directory, a run's final/ or an exported asset, or a "
                         "shipped name (toy-large-controlnext, toy-large-scale-adapter); repeat to compose")
+    g.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
+                   help="a LoRA file (.safetensors, diffusers' or the original Wan format) on the base, at SCALE "
+                        "(default 1); repeat to stack; composes with --adapter")
     g.add_argument("--slot", action="append", metavar="KIND=SLOT",
                    help="feed an unseen condition through this trained slot (adapters with slots: Scale-Adapter)")
     g.add_argument("--control", action="append", metavar="KIND=VIDEO", help="condition video (repeatable)")

@@ -22,10 +22,10 @@ def add_lora(transformer: nn.Module, rank: int = 16, alpha: float | None = None,
         transformer.add_adapter(cfg, adapter_name=name)
     except ValueError as e:
         raise CinetuneError(f"LoRA: {str(e).splitlines()[0]}") from None
-    return Handle([lambda: _remove(transformer, name)], name=name)
+    return Handle([lambda: remove_adapter(transformer, name)], name=name)
 
 
-def _remove(transformer: nn.Module, name: str) -> None:
+def remove_adapter(transformer: nn.Module, name: str) -> None:
     """Delete the adapter; once none is left, unwrap PEFT's layers too, so that the transformer is module for module
     the base again (same parameter names: what a distilled student's fingerprint checks)."""
     transformer.delete_adapters(name)
