@@ -206,3 +206,16 @@ def test_generate_with_lora_files(tiny_wan_dir, tmp_path, capsys):
     assert outs["off"] == outs["bare"] != outs["on"]  # scale 0 is the base, byte for byte
     assert main(base + ["--lora", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_per_condition_control_flags():
+    from cinetune.cli import _per_condition
+
+    given = {"canny": None, "depth": None}
+    assert _per_condition(None, 1.0, "control_scale", given) == 1.0
+    assert _per_condition(["0.7"], 1.0, "control_scale", given) == 0.7
+    assert _per_condition(["0.7", "depth=0.2"], 1.0, "control_scale", given) == {"canny": 0.7, "depth": 0.2}
+    for bad, msg in [(["pose=1"], "pose, which is not among"), (["=1"], "KIND=NUMBER"), (["depth=x"], "a number"),
+                     (["depth=nan"], "finite")]:
+        with pytest.raises(CinetuneError, match=msg):
+            _per_condition(bad, 1.0, "control_scale", given)

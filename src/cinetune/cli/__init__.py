@@ -99,8 +99,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
 
     for name in ("frames", "height", "width", "steps"):
         _positive(name, getattr(a, name))
-    for name in ("guidance", "control_scale", "control_start", "control_end"):
-        _finite(name.replace("_", "-"), getattr(a, name))
+    _finite("guidance", a.guidance)
     out = Path(a.out)
     if out.suffix.lower() in OTHER_MEDIA:
         raise CinetuneError(f"--out {out}: {out.suffix} is not written here; give a .mp4, .gif or .png file or a folder")
@@ -108,6 +107,8 @@ def cmd_generate(a: argparse.Namespace) -> None:
     if a.slot and not a.adapter:
         raise CinetuneError("--slot KIND=SLOT needs --adapter (a model with trained condition slots)")
     controls = _controls(a)
+    window = {name: _per_condition(getattr(a, name), default, name, controls)
+              for name, default in (("control_scale", 1.0), ("control_start", 0.0), ("control_end", 1.0))}
     models = _adapters(a)
     student = next((m for m in models if hasattr(m, "load_base")), None)  # a distilled student brings its teacher
     if student and a.model != student.base and not _names_student(a.model):
@@ -135,14 +136,42 @@ def cmd_generate(a: argparse.Namespace) -> None:
                 raise CinetuneError("--slot: none of these adapters feeds conditions through trained slots")
             for m in slotted:
                 m.slots = dict(_pair(s, "--slot") for s in a.slot)
-        res = AdaptedPipeline(pipe, models)(a.prompt, controls=controls, control_scale=a.control_scale,
-                                            control_start=a.control_start, control_end=a.control_end,
-                                            interpolate=a.interpolate, identities=_identity_images(a), **kw)
+        res = AdaptedPipeline(pipe, models)(a.prompt, controls=controls, interpolate=a.interpolate,
+                                            identities=_identity_images(a), **window, **kw)
     else:
         if controls:
             raise CinetuneError("--control needs --adapter PATH|NAME")
         res = pipe(a.prompt, **kw)
     _write_generated(res, out, pipe.backbone.preset.fps)
+
+
+def _per_condition(specs: list[str] | None, default: float, name: str, controls: dict) -> float | dict[str, float]:
+    """--control-scale 0.8 (every condition) and/or --control-scale depth=0.5 (one condition), repeatable -> a number,
+    or {kind: value} for every given condition (the plain number, else `default`, for the kinds not named)."""
+    import math
+
+    flag, plain, per = f"--{name.replace('_', '-')}", default, {}
+    for spec in specs or []:
+        kind, sep, value = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        try:
+            v = float(value)
+        except ValueError:
+            raise CinetuneError(f"{flag} expects a number or KIND=NUMBER, got {spec!r}") from None
+        if not math.isfinite(v):
+            raise CinetuneError(f"{flag} must be a finite number, got {spec!r}")
+        if sep and not kind:
+            raise CinetuneError(f"{flag} expects KIND=NUMBER, got {spec!r}")
+        if sep:
+            per[kind] = v
+        else:
+            plain = v
+    if not per:
+        return plain
+    unknown = sorted(set(per) - set(controls))
+    if unknown:
+        raise CinetuneError(f"{flag} names {', '.join(unknown)}, which is not among the given conditions "
+                            f"({', '.join(controls) or 'none'})")
+    return {k: per.get(k, plain) for k in controls}
 
 
 def _names_student(model: str) -> bool:
@@ -440,9 +469,12 @@ def _add_generation(sub) -> None:
     g.add_argument("--control", action="append", metavar="KIND=VIDEO", help="condition video (repeatable)")
     g.add_argument("--control-from", default=None, metavar="VIDEO", help="extract the conditions from this video")
     g.add_argument("--kinds", default="", help="with --control-from: kinds to extract, e.g. canny,depth")
-    g.add_argument("--control-scale", type=float, default=1.0)
-    g.add_argument("--control-start", type=float, default=0.0, help="fraction of the steps where control starts")
-    g.add_argument("--control-end", type=float, default=1.0, help="fraction of the steps where control ends")
+    g.add_argument("--control-scale", action="append", metavar="[KIND=]SCALE",
+                   help="control strength (default 1), for every condition or one (depth=0.8); repeatable")
+    g.add_argument("--control-start", action="append", metavar="[KIND=]FRACTION",
+                   help="fraction of the steps where control starts (default 0), for every condition or one")
+    g.add_argument("--control-end", action="append", metavar="[KIND=]FRACTION",
+                   help="fraction of the steps where control ends (default 1), for every condition or one")
     g.set_defaults(fn=cmd_generate)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import CinetuneError
+from .control_schedule import ControlSchedule, Value, split_weights
 from .text_to_video import TextToVideoPipeline, VideoOutput
 
 LABEL_KINDS = ("segmentation", "pose")  # resized with nearest neighbour: colours are labels
@@ -56,27 +57,33 @@ class AdaptedPipeline:
         return self.base.backbone
 
     @torch.no_grad()
-    def __call__(self, prompt=None, *, controls: dict[str, np.ndarray] | None = None, control_scale: float = 1.0,
-                 control_start: float = 0.0, control_end: float = 1.0, frames: int | None = None,
+    def __call__(self, prompt=None, *, controls: dict[str, np.ndarray] | None = None, control_scale: Value = 1.0,
+                 control_start: Value = 0.0, control_end: Value = 1.0, frames: int | None = None,
                  height: int | None = None, width: int | None = None, steps: int | None = None,
                  interpolate: bool = False, identities=None, **kwargs) -> VideoOutput:
         """An attached distilled student (an attachment with a `sampler`) samples in its few steps; `steps` defaults
         to its own (else 30). `identities`: reference images (H, W, 3) uint8, one per person (or aligned faces
-        (K, 3, crop, crop)), for the adapters that take references (Ingredients)."""
-        if not 0.0 <= control_start < control_end <= 1.0:
-            raise CinetuneError(f"need 0 <= control_start < control_end <= 1, got {control_start}, {control_end}")
+        (K, 3, crop, crop)), for the adapters that take references (Ingredients). `control_scale`, `control_start`,
+        `control_end`: one number for every condition, or {kind: value} per condition (`ControlSchedule`); adapters
+        that take no conditions follow the plain numbers."""
+        plain = {k: (v if not isinstance(v, dict) else d) for k, v, d in
+                 (("scale", control_scale, 1.0), ("start", control_start, 0.0), ("end", control_end, 1.0))}
+        if not 0.0 <= plain["start"] < plain["end"] <= 1.0:
+            raise CinetuneError(f"need 0 <= control_start < control_end <= 1, got {plain['start']}, {plain['end']}")
+        schedule = ControlSchedule.of(list(controls or {}), control_scale, control_start, control_end)
         p = self.backbone.preset
         frames, height, width = frames or p.frames, height or p.height, width or p.width
         self.base.check_size(frames, height, width)
         fitted = {k: fit_condition(v, frames, height, width, k, f"{k} condition") for k, v in (controls or {}).items()}
         view = self.backbone.view
-        attached = []
+        attached, order = [], sorted(self.adapters, key=lambda a: not getattr(a, "attach_first", False))
         try:
             # a model that replaces the base weights (a distilled student) goes first: the others' deltas and hooks
             # then act on the weights it checks for and writes
-            for a in sorted(self.adapters, key=lambda a: not getattr(a, "attach_first", False)):
+            for a in order:
                 attached.append(a.attach(self.backbone))
                 attached[-1].prepare({**fitted, **self._references(a, identities, prompt, kwargs, height, width)})
+            steer = _StepScales(order, attached, schedule, plain)
             samplers = [att.sampler for att in attached if getattr(att, "sampler", None) is not None]
             if len(samplers) > 1:
                 raise CinetuneError("more than one distilled student attached: use one")
@@ -87,9 +94,8 @@ class AdaptedPipeline:
             n = steps or (len(sampler.sigmas()) if sampler else 30)
 
             def model_fn(x, t, e, i):
-                on = control_start <= i / n < control_end
-                for att in attached:
-                    att.before_step(x, t, e, control_scale if on else 0.0)
+                for att, scale in zip(attached, steer(i / n)):
+                    att.before_step(x, t, e, scale)
                 return view(x, t, e)
 
             return self.base(prompt, frames=frames, height=height, width=width, steps=n, model_fn=model_fn,
@@ -109,6 +115,40 @@ class AdaptedPipeline:
         B = kwargs["prompt_embeds"].shape[0] if kwargs.get("prompt_embeds") is not None else \
             (1 if isinstance(prompt, str) else len(prompt))
         return adapter.references(self.backbone, faces[None].expand(B, *faces.shape), height, width)
+
+
+class _StepScales:
+    """Each attachment's strength at a point of sampling. An adapter that takes conditions follows the schedule of
+    the kinds it takes: the strongest kind's weight as its scale, the others' shares of it set on its inputs
+    (`set_condition_weights`, only when they change) - or, for a method that takes its conditions together, one
+    scale and window for all of them, else an error. The others follow the plain scale and window."""
+
+    def __init__(self, models: list, attached: list, schedule: ControlSchedule, plain: dict):
+        self.attached, self.schedule, self.plain = attached, schedule, plain
+        self.kinds = [[k for k in getattr(m, "kinds", []) if k in schedule.scale] for m in models]
+        self.shares: dict[int, dict] = {}
+        for m, att, kinds in zip(models, attached, self.kinds):
+            if len(kinds) > 1 and not hasattr(att, "set_condition_weights"):
+                sub = ControlSchedule({k: schedule.scale[k] for k in kinds}, {k: schedule.start[k] for k in kinds},
+                                      {k: schedule.end[k] for k in kinds})
+                if not sub.uniform:
+                    raise CinetuneError(f"{m.method} takes its conditions together: give one control scale and "
+                                        f"window for {', '.join(kinds)}")
+
+    def __call__(self, fraction: float) -> list[float]:
+        out, w = [], self.schedule.weights(fraction)
+        for i, (att, kinds) in enumerate(zip(self.attached, self.kinds)):
+            if not kinds:
+                p = self.plain
+                out.append(p["scale"] if p["start"] <= fraction < p["end"] else 0.0)
+                continue
+            top, shares = split_weights({k: w[k] for k in kinds})
+            if hasattr(att, "set_condition_weights") and self.shares.get(i, dict.fromkeys(kinds, 1.0)) != shares \
+                    and top != 0.0:
+                att.set_condition_weights(shares)
+                self.shares[i] = shares
+            out.append(top)
+        return out
 
 
 ControlledPipeline = AdaptedPipeline  # the name before methods other than control existed

@@ -29,7 +29,7 @@ class ControlConfig:
     finetune: str = "auto"  # regex of base weights trained too; auto = the method's default, "" = none
     base_lr_scale: float = 0.1  # base weights train at lr * this (ControlNeXt code: 1e-5 vs 1e-4)
     lora_rank: int = 0  # >0: LoRA on the attention projections instead of fine-tuning base weights (concat)
-    dropout: float = 0.1  # per-condition dropout (each kind zeroed independently; concat)
+    dropout: float = 0.1  # per-condition dropout: each kind left out independently (zero channels / latents)
     # ControlNeXt cross-normalisation: paper | code | zero | none. Zero is the default because it had the lowest loss
     # and depth error of the four in `cinetune bench control` (benchmarks/results/control.md)
     norm: str = "zero"

@@ -25,14 +25,20 @@ MANIFEST = "cinetune_control.json"
 TENSOR_FILES = ("finetuned", "lora", "patch")
 
 
-def condition_tensor(videos: dict[str, np.ndarray | torch.Tensor], kinds: list[str]) -> torch.Tensor:
+def condition_tensor(videos: dict[str, np.ndarray | torch.Tensor], kinds: list[str], subset: bool = False
+                     ) -> torch.Tensor:
     """Condition videos per kind, each (F,H,W,3) / (B,F,H,W,3) uint8 or (B,3,F,H,W) float in [-1,1] -> channel
-    concatenation in `kinds` order, (B, 3K, F, H, W) in [-1, 1]."""
+    concatenation in `kinds` order, (B, 3K, F, H, W) in [-1, 1]. `subset`: kinds not given are zero channels (what
+    per-condition dropout trains as "left out"); at least one must be given."""
     missing = [k for k in kinds if k not in videos]
-    if missing:
-        raise CinetuneError(f"this adapter needs conditions {', '.join(kinds)}; missing {', '.join(missing)}")
+    if missing and (not subset or len(missing) == len(kinds)):
+        raise CinetuneError(f"this adapter needs conditions {'among ' if subset else ''}{', '.join(kinds)}; missing "
+                            f"{', '.join(missing)}")
     out = []
     for k in kinds:
+        if k not in videos:
+            out.append(None)
+            continue
         v = videos[k]
         if isinstance(v, np.ndarray):
             v = torch.from_numpy(np.ascontiguousarray(v))
@@ -40,10 +46,22 @@ def condition_tensor(videos: dict[str, np.ndarray | torch.Tensor], kinds: list[s
                 v = v[None]
             v = v.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
         out.append(v.float())
-    shapes = {tuple(v.shape[2:]) for v in out}
+    given = [v for v in out if v is not None]
+    shapes = {tuple(v.shape[2:]) for v in given}
     if len(shapes) > 1:
         raise CinetuneError(f"condition videos differ in frames/size: {sorted(shapes)}")
-    return torch.cat(out, 1)
+    return torch.cat([v if v is not None else torch.zeros_like(given[0]) for v in out], 1)
+
+
+def weigh_kinds(cond: torch.Tensor, kinds: list[str], weights: dict[str, torch.Tensor | float]) -> torch.Tensor:
+    """(B, 3K, F, H, W) with each kind's three channels times its weight: a float, or (B,) per sample (a training
+    batch's dropout mask); kinds without a weight unchanged."""
+    B = cond.shape[0]
+    w = torch.ones(B, len(kinds), dtype=cond.dtype, device=cond.device)
+    for i, k in enumerate(kinds):
+        if k in weights:
+            w[:, i] = torch.as_tensor(weights[k], dtype=cond.dtype, device=cond.device)
+    return (cond.unflatten(1, (len(kinds), -1)) * w.view(B, len(kinds), 1, 1, 1, 1)).flatten(1, 2)
 
 
 def repeat_to(c: torch.Tensor, B: int) -> torch.Tensor:
@@ -135,7 +153,7 @@ class ControlAttachment(Handle, ABC):
         self.model, self.backbone = model, backbone
         tr = backbone.transformer
         self.base = {n: p.detach().clone() for n, p in tr.named_parameters()} if trainable and model.finetune else None
-        self.cond = None
+        self.cond = self._full = None
         self.inner = self._hook()
         self.add(self.inner.remove)
         if model.finetuned:
@@ -213,8 +231,16 @@ class ControlAttachment(Handle, ABC):
         dev = next(self.backbone.transformer.parameters()).device
         if isinstance(conditions, torch.Tensor):  # already (B, 3K, F, H, W) in [-1, 1] (training batches)
             self.cond = conditions.to(dev)
-        else:
-            self.cond = condition_tensor(conditions, self.model.kinds).to(dev)
+        else:  # any subset of the kinds it was trained on: the others left out as dropout trains them
+            self.cond = condition_tensor(conditions, self.model.kinds, subset=True).to(dev)
+        if keep is not None:  # per-condition dropout: a dropped kind is zero channels
+            self.cond = weigh_kinds(self.cond, self.model.kinds, {k: v.float() for k, v in keep.items()})
+        self._full = self.cond
+
+    def set_condition_weights(self, shares: dict[str, float]) -> None:
+        """Each kind's share of the adapter's strength (per-condition scales and windows), at its input channels."""
+        if self.cond is not None:
+            self.cond = weigh_kinds(self._full, self.model.kinds, shares)
 
     def before_step(self, latents: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                     scale: float = 1.0) -> None:
@@ -236,8 +262,14 @@ class ControlNeXtAttachment(ControlAttachment):
 
     def prepare(self, conditions, keep=None) -> None:
         super().prepare(conditions, keep)
-        module = self.model.module
-        # the encoder's timestep-free part, once per video
+        self._encode()
+
+    def set_condition_weights(self, shares: dict[str, float]) -> None:
+        super().set_condition_weights(shares)
+        self._encode()
+
+    def _encode(self) -> None:
+        module = self.model.module  # the encoder's timestep-free part, once per video (and per change of weights)
         self._features = None if self.cond is None else module.features(self.cond.to(next(module.parameters()).dtype))
 
     def _step(self, latents, timestep, encoder_hidden_states, scale: float) -> None:
@@ -284,7 +316,7 @@ class DiTControlNetModel(ControlModel):
 # -- channel concat ----------------------------------------------------------------------------------------------
 class ConcatAttachment(ControlAttachment):
     def _hook(self):
-        self._keep = None
+        self._keep, self._shares = None, {}
         inner = attach_concat(self.backbone.view, self.model.kinds, self.backbone.codec.channels)
         if self.model.patch:
             inner.patch_embedding.load_state_dict(self.model.patch)
@@ -303,19 +335,26 @@ class ConcatAttachment(ControlAttachment):
         if conditions is None:
             return super().prepare(None)
         dev, codec = next(self.backbone.transformer.parameters()).device, self.backbone.codec
-        self._keep = keep
+        self._keep, self._shares = keep, {}
         if all(isinstance(v, torch.Tensor) and v.ndim == 5 and v.shape[1] == codec.channels
                for v in conditions.values()):
             self.cond = {k: v.to(dev) for k, v in conditions.items()}
         else:
+            if not any(k in conditions for k in self.model.kinds):
+                raise CinetuneError(f"this adapter needs conditions among {', '.join(self.model.kinds)}; got "
+                                    f"{', '.join(conditions) or 'none'}")
             self.cond = {k: codec.encode(condition_tensor({k: conditions[k]}, [k]).to(dev))
                          for k in self.model.kinds if k in conditions}
+
+    def set_condition_weights(self, shares: dict[str, float]) -> None:
+        self._shares = dict(shares)  # each kind's latents are its own slot: weighed there
 
     def _step(self, latents, timestep, encoder_hidden_states, scale: float) -> None:
         # concat has no residual to scale: the strength multiplies the condition latents
         B = latents.shape[0]
         keep = {k: v.repeat(B // v.shape[0]) for k, v in self._keep.items()} if self._keep else None
-        self.inner.set_condition({k: repeat_to(v, B) * scale for k, v in self.cond.items()}, keep)
+        self.inner.set_condition({k: repeat_to(v, B) * (scale * self._shares.get(k, 1.0)) for k, v in self.cond.items()},
+                                 keep)
 
 
 class ConcatModel(ControlModel):

@@ -115,12 +115,12 @@ class ControlTask(ConditionedTask):
         idx_t, gens, x0, emb = self.draw_cached(step, micro, rank, world)
         if self.latent_conditions:
             cond = {k: self.cache[f"cond_{k}"][idx_t].to(self.device) for k in self.kinds}
-            p = self.cfg.control.dropout
-            keep = {k: torch.cat([torch.rand(1, generator=g) for g in gens]) >= p for k in self.kinds}
         else:
             cond = torch.cat([self.cache[f"cond_{k}"][idx_t].permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
                               for k in self.kinds], 1).to(self.device)
-            keep = None
+        # per-condition dropout, every method: each kind left out independently, so any subset works at inference
+        p = self.cfg.control.dropout
+        keep = {k: (torch.cat([torch.rand(1, generator=g) for g in gens]) >= p).to(self.device) for k in self.kinds}
         return {"x0": x0.to(self.device), "emb": emb.to(self.device), "cond": cond, "keep": keep, "gens": gens}
 
     def param_groups(self) -> list[dict]:

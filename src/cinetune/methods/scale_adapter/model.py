@@ -131,6 +131,7 @@ class ScaleAttachment(Handle):
         self.add(add_residual_hooks(large.transformer, lv.blocks, self.name, [i for i, _ in pairs]).remove)
         self.cond_latents: dict[str, torch.Tensor] | None = None
         self.present: torch.Tensor | None = None
+        self._slots: dict[str, str] | None = None
         self.routing: torch.Tensor | None = None  # (B, adapters, K, E) of the last call
 
     def _capture(self, j: int):
@@ -160,13 +161,28 @@ class ScaleAttachment(Handle):
                 with torch.no_grad():
                     lat[k] = codec.encode(condition_tensor({k: v}, [k]).to(dev))
         present = torch.stack([keep[k] for k in lat], 1) if keep is not None else None
+        self._slots = slots
+        self._feed(lat, present, {k: (present[:, i] if present is not None else 1.0) for i, k in enumerate(lat)})
+
+    def _feed(self, lat: dict, present, weights: dict) -> None:
+        """The small model's condition slots: each kind's latents times its weight ((B,) or a float), summed per slot;
+        `present` (B, K) bool: which kinds the routing sees."""
         trained = self.small_control.kinds
         by_slot: dict[str, list[torch.Tensor]] = {}
-        for i, (k, v) in enumerate(lat.items()):
-            on = present[:, i].to(v.dtype).view(-1, 1, 1, 1, 1) if present is not None else 1.0
-            by_slot.setdefault(slot_for(k, trained, slots or self.model.slots), []).append(v * on)
+        for k, v in lat.items():
+            w = weights[k]
+            on = w.to(v.dtype).view(-1, 1, 1, 1, 1) if isinstance(w, torch.Tensor) else float(w)
+            by_slot.setdefault(slot_for(k, trained, self._slots or self.model.slots), []).append(v * on)
         self.small_att.prepare({s: torch.stack(vs).sum(0) for s, vs in by_slot.items()})
         self.cond_latents, self.present = lat, present
+
+    def set_condition_weights(self, shares: dict[str, float]) -> None:
+        """Per-condition strengths: each kind's share at its small-model slot; a kind at 0 also leaves the routing."""
+        if self.cond_latents is None:
+            return
+        lat = self.cond_latents
+        present = torch.tensor([[shares.get(k, 1.0) != 0.0 for k in lat]], device=next(iter(lat.values())).device)
+        self._feed(lat, present, {k: shares.get(k, 1.0) for k in lat})
 
     def before_step(self, latents: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                     scale: float = 1.0) -> None:
