@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from cinetune.conditions import (EXACT_KINDS, KINDS, Canny, exact_condition, exact_structured, extract,
                                  get_extractor)
@@ -216,3 +217,42 @@ def test_hed_with_the_real_bsds500_weights_finds_toy_edges():
     assert e.shape == clip.edges.shape
     assert edge_f1(e > 128, clip.edges) > 0.6
     assert edge_f1(e > 128, clip.edges) > edge_f1(e[::-1] > 128, clip.edges) + 0.1  # frames in the wrong order
+
+
+def test_transformers_pose_directory_backend(tmp_path):
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessorPil
+
+    torch.manual_seed(0)
+    bb = VitPoseBackboneConfig(image_size=[64, 48], patch_size=[16, 16], hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=32, out_indices=[1])
+    VitPoseForPoseEstimation(VitPoseConfig(backbone_config=bb, num_labels=17)).save_pretrained(tmp_path / "pose")
+    VitPoseImageProcessorPil(size={"height": 64, "width": 48}).save_pretrained(tmp_path / "pose")
+    pose = get_extractor("pose", backend=str(tmp_path / "pose"), threshold=0.0)
+    kp = pose.analyse(square_video(2, 48))
+    assert kp.shape == (2, 4, 18, 3) and kp[:, 1:].max() == 0  # one person per frame: the whole frame its box
+    found = kp[:, 0][kp[:, 0, :, 2] > 0]
+    assert len(found) and np.isfinite(found).all()  # (random weights: where they fall says nothing)
+    np.testing.assert_allclose(kp[:, 0, 1, :2], (kp[:, 0, 2, :2] + kp[:, 0, 5, :2]) / 2, rtol=1e-5)  # the neck
+    assert pose(square_video(2, 48)).shape == (2, 48, 48, 3)
+
+
+def test_coco_keypoints_map_to_openpose():
+    from cinetune.conditions.pose import openpose_from_coco
+
+    xy = np.arange(34, dtype=np.float32).reshape(17, 2)
+    score = np.full(17, 0.9, np.float32)
+    score[9] = 0.1  # COCO left wrist below the threshold
+    op = openpose_from_coco(xy, score, threshold=0.3)
+    assert op[0, :2].tolist() == xy[0].tolist() and op[2, :2].tolist() == xy[6].tolist()  # nose; right shoulder
+    assert op[1, :2].tolist() == ((xy[5] + xy[6]) / 2).tolist() and op[17, :2].tolist() == xy[3].tolist()
+    assert op[7].tolist() == [0.0, 0.0, 0.0]  # OpenPose left wrist: missing
+
+
+@pytest.mark.parametrize("kind", ["depth", "segmentation", "pose", "normal"])
+def test_the_default_backend_asks_for_a_model_beyond_toy_sizes(kind):
+    big = np.zeros((1, 192, 256, 3), np.uint8)
+    with pytest.raises(CinetuneError, match=f"{'depth' if kind == 'normal' else kind}: this 256x192 video is no "
+                                            "toy-world clip.*--backend"):
+        get_extractor(kind).analyse(big)
+    assert get_extractor(kind, backend="toy").analyse(big).shape[:1] == (1,)  # asked for by name: used as it is
+    assert get_extractor(kind).analyse(square_video(1, 64)).shape[:1] == (1,)  # a toy-world size

@@ -251,7 +251,7 @@ def _controls(a: argparse.Namespace) -> dict:
             raise CinetuneError("--control-from needs --kinds, e.g. --kinds canny,depth")
         ref = read_video(a.control_from)[0]
         for kind in a.kinds.split(","):
-            out[kind] = get_extractor(kind)(ref, progress=True)
+            out[kind] = get_extractor(kind, backend=a.backend)(ref, progress=True)
     return out
 
 
@@ -469,6 +469,8 @@ def _add_generation(sub) -> None:
     g.add_argument("--control", action="append", metavar="KIND=VIDEO", help="condition video (repeatable)")
     g.add_argument("--control-from", default=None, metavar="VIDEO", help="extract the conditions from this video")
     g.add_argument("--kinds", default="", help="with --control-from: kinds to extract, e.g. canny,depth")
+    g.add_argument("--backend", default="auto", help="with --control-from: the extractor backend for depth / pose / "
+                                                     "segmentation (as extract's)")
     g.add_argument("--control-scale", action="append", metavar="[KIND=]SCALE",
                    help="control strength (default 1), for every condition or one (depth=0.8); repeatable")
     g.add_argument("--control-start", action="append", metavar="[KIND=]FRACTION",
@@ -521,7 +523,8 @@ def _add_evaluation(sub) -> None:
     x.add_argument("--kind", required=True)
     x.add_argument("--video", required=True)
     x.add_argument("--out", required=True, help="output video (.mp4/.gif)")
-    x.add_argument("--backend", default="toy", help="toy | exact (render-toy clips) | model dir | module:function")
+    x.add_argument("--backend", default="auto", help="auto (the toy annotator on toy-world sizes, else asks) | toy | "
+                                                     "exact (render-toy clips) | model dir | module:function")
     x.add_argument("--edges", default="canny", help="edge map behind scribble/lineart/mlsd: canny | hed")
     x.set_defaults(fn=cmd_extract)
 
@@ -532,7 +535,7 @@ def _add_evaluation(sub) -> None:
     v.add_argument("--metrics", default="", help="comma list; default: all that the inputs allow")
     v.add_argument("--conditions", default="canny,depth,pose,segmentation", help="kinds for condition adherence")
     v.add_argument("--features", default="toy", help="toy | toy:DIR | local CLIP directory")
-    v.add_argument("--backend", default="toy", help="extractor backend for depth/pose/segmentation")
+    v.add_argument("--backend", default="auto", help="extractor backend for depth/pose/segmentation (as extract's)")
     v.add_argument("--face-references", default=None,
                    help="folder of reference face photos: real-face identity similarity with dlib (extra 'faces')")
     v.add_argument("--out", default="report.json")

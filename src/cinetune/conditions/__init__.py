@@ -12,7 +12,7 @@ from .pose import Pose
 KINDS = ("canny", "hed", "depth", "normal", "pose", "segmentation", "scribble", "lineart", "mlsd")
 
 
-def get_extractor(kind: str, backend: str = "toy", edges: str = "canny", **options) -> Extractor:
+def get_extractor(kind: str, backend: str = "auto", edges: str = "canny", **options) -> Extractor:
     """Build the extractor for `kind`.
 
     backend: for depth / normal / segmentation / pose: "toy" (shipped toy annotator), a local transformers model

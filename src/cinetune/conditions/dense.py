@@ -1,7 +1,9 @@
 """Per-pixel conditions: depth, surface normals (from depth) and class segmentation.
 
 Backends, chosen by `backend`:
-- "toy" (default): the shipped toy annotator (`cinetune.toynets.ToyAnnotator`), which reads pixels, so it works on
+- "auto" (default): "toy" on frames of toy-world size (sides up to 128 px); larger videos are refused with a request
+  for one of the others (the toy annotator would draw blotches on them);
+- "toy": the shipped toy annotator (`cinetune.toynets.ToyAnnotator`), which reads pixels, so it works on
   generated toy videos too. Exact toy annotations of rendered clips come from `conditions.exact`.
 - a local transformers model directory: `AutoModelForDepthEstimation` (depth) or
   `AutoModelForSemanticSegmentation` (segmentation), with its image processor; nothing is downloaded.
@@ -19,9 +21,18 @@ from ..errors import CinetuneError
 from .base import PALETTE, Extractor, Plugin, grey, is_model_dir
 
 
-def _toy_frames(frames: np.ndarray) -> torch.Tensor:
+TOY_MAX_SIDE = 128  # the largest frames the toy world renders
+
+
+def _toy_frames(frames: np.ndarray, kind: str = "", auto: bool = False) -> torch.Tensor:
+    """Frames for the toy annotator. `auto` (the default backend): frames larger than the toy world's are no toy
+    clip, and the toy annotator would draw blotches (depth, segmentation) or nothing (pose) on them: ask for a model."""
+    H, W = frames.shape[1:3]
+    if auto and max(H, W) > TOY_MAX_SIDE:
+        raise CinetuneError(f"{kind}: this {W}x{H} video is no toy-world clip (sides up to {TOY_MAX_SIDE} px), which "
+                            f"is all the built-in toy annotator reads; give --backend: a local transformers {kind} "
+                            "model directory or module:function (or --backend toy to use the toy annotator anyway)")
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    H, W = x.shape[-2:]
     if H % 8 or W % 8:
         raise CinetuneError(f"the toy annotator needs frame sides that are multiples of 8, got {H}x{W}")
     return x
@@ -30,8 +41,8 @@ def _toy_frames(frames: np.ndarray) -> torch.Tensor:
 class _Backend:
     def __init__(self, backend: str, kind: str):
         self.backend, self.kind = backend, kind
-        self.fn = None
-        if backend == "toy":
+        self.fn, self.auto = None, backend == "auto"
+        if backend in ("auto", "toy"):
             from ..toynets import load_toy_net
 
             self.net = load_toy_net("annotator")
@@ -42,7 +53,7 @@ class _Backend:
             # depth: (N,H,W) nearness; segmentation: (N,H,W) labels
             self.fn = lambda frames: plugin(frames, frames.shape[:3], np.float32 if kind == "depth" else np.int64)
         else:
-            raise CinetuneError(f"{kind}: backend must be 'toy', a local transformers model directory or "
+            raise CinetuneError(f"{kind}: backend must be 'auto', 'toy', a local transformers model directory or "
                                 f"'module:function', got {backend!r}")
 
     def _load_transformers(self, path: str) -> None:
@@ -74,7 +85,7 @@ class _Backend:
 
     @torch.no_grad()
     def toy(self, frames: np.ndarray) -> dict:
-        return self.net(_toy_frames(frames))
+        return self.net(_toy_frames(frames, self.kind, self.auto))
 
 
 class Depth(Extractor):
@@ -83,7 +94,7 @@ class Depth(Extractor):
 
     kind = "depth"
 
-    def __init__(self, backend: str = "toy"):
+    def __init__(self, backend: str = "auto"):
         self.b = _Backend(backend, "depth")
 
     def analyse_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -115,7 +126,7 @@ class Normal(Extractor):
 
     kind = "normal"
 
-    def __init__(self, backend: str = "toy", depth: Depth | None = None):
+    def __init__(self, backend: str = "auto", depth: Depth | None = None):
         self.depth = depth or Depth(backend)
 
     def analyse_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -130,7 +141,7 @@ class Segmentation(Extractor):
 
     kind = "segmentation"
 
-    def __init__(self, backend: str = "toy"):
+    def __init__(self, backend: str = "auto"):
         self.b = _Backend(backend, "segmentation")
 
     def analyse_frames(self, frames: np.ndarray) -> np.ndarray:

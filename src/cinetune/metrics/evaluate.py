@@ -33,7 +33,7 @@ class EvalConfig:
     metrics: tuple[str, ...] = METRICS
     conditions: tuple[str, ...] = ("canny", "depth", "pose", "segmentation")  # adherence kinds
     features: str = "toy"  # metrics.features.load_features spec
-    backend: str = "toy"  # condition extractors' backend for depth / normal / segmentation / pose
+    backend: str = "auto"  # condition extractors' backend for depth / normal / segmentation / pose
     pck_threshold: float = 0.05  # PCK radius as a fraction of max(H, W)
     faces: str = "toy"  # identity: "toy" (annotator + toy identity encoder) or "dlib" (real faces, optional extra)
     progress: bool = True
@@ -185,7 +185,8 @@ def _video_metrics(g: np.ndarray, r: np.ndarray | None, prompt: str | None, ids:
         row["chunk_flicker"] = chunk_flicker(g) if len(g) > 5 else np.nan
     if "instances" in want:
         lab = tools["seg"].analyse(g)
-        row["instance_preservation"] = instance_preservation(toy_object_groups(lab) if cfg.backend == "toy" else lab)
+        toy = cfg.backend in ("auto", "toy")
+        row["instance_preservation"] = instance_preservation(toy_object_groups(lab) if toy else lab)
     if "adherence" in want:
         for k, ex in tools["extractors"].items():
             row[adherence_name(k)] = adherence(k, ex, g, r, cfg.pck_threshold)
