@@ -219,3 +219,13 @@ def test_per_condition_control_flags():
                      (["depth=nan"], "finite")]:
         with pytest.raises(CinetuneError, match=msg):
             _per_condition(bad, 1.0, "control_scale", given)
+
+
+def test_generate_memory_flags(tiny_wan_dir, tmp_path, capsys):
+    base = ["generate", "--prompt", "a red circle", "--model", str(tiny_wan_dir), "--frames", "5", "--height", "32",
+            "--width", "32", "--steps", "2"]
+    assert main(base + ["--dtype", "bf16", "--offload", "block", "--vae-tiling", "--release-text-encoder",
+                        "--out", str(tmp_path / "a.mp4")]) == 0
+    assert read_video(tmp_path / "a.mp4")[0].shape == (5, 32, 32, 3)
+    assert main(base + ["--fp8", "--out", str(tmp_path / "b.mp4")]) == 2 and not (tmp_path / "b.mp4").exists()
+    assert "bf16 or fp16" in capsys.readouterr().err

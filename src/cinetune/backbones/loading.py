@@ -27,10 +27,16 @@ class Backbone:
     text_encoder: TextEncoder
     scheduler: object
     source: str  # where it was loaded from
+    execution_device: torch.device | None = None  # where it computes, when offloading keeps its weights elsewhere
 
     @property
     def view(self) -> VideoDiTView:
         return VideoDiTView(self.transformer, self.preset.family)
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the execution device (offloaded weights sit on the CPU between calls), else the weights'."""
+        return self.execution_device or next(self.transformer.parameters()).device
 
     @property
     def vae(self):
@@ -43,6 +49,7 @@ class Backbone:
             self.transformer.to(device, dtype=dtype)
         self.codec.to(device)
         self.text_encoder.to(device)
+        self.execution_device = torch.device(device)
         return self
 
 
@@ -81,13 +88,16 @@ def toy_codec(preset: BackbonePreset, random_init: bool = False) -> LatentCodec:
     raise CinetuneError(f"shipped toy VAE missing at {path}; train it with `cinetune train base --preset toy-vae`")
 
 
-def _load_toy(preset: BackbonePreset, random_init: bool, weights: bool = True) -> Backbone:
+def _load_toy(preset: BackbonePreset, random_init: bool, weights: bool = True,
+              dtype: torch.dtype = torch.float32) -> Backbone:
     cls = _transformer_cls(preset.family)
     wdir = assets_root() / preset.asset / "transformer" if preset.asset else None
     if weights and wdir is not None and (wdir / "config.json").is_file():
-        transformer = cls.from_pretrained(wdir, use_safetensors=True, torch_dtype=torch.float32)
+        transformer = cls.from_pretrained(wdir, use_safetensors=True, torch_dtype=dtype)
     elif random_init or not weights:
         transformer = cls(**preset.transformer)
+        if dtype != torch.float32:  # (diffusers warns on any .to(dtype) of a model with fp32 modules)
+            transformer.to(dtype)
     else:
         raise CinetuneError(f"no shipped weights for {preset.name} at {wdir}; {_how_to_train(preset.name)}")
     return Backbone(preset, transformer, toy_codec(preset, random_init), minilm_encoder(preset.max_text_len),
@@ -144,7 +154,8 @@ def _directory_preset(root: Path, family: str, tcfg: dict) -> BackbonePreset:
     return BackbonePreset(**common, frames=81, height=480, width=832, fps=16, flow_shift=float(shift), max_text_len=512)
 
 
-def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Backbone:
+def load_directory(root: str | Path, preset: BackbonePreset | None = None, dtype: torch.dtype | None = None
+                   ) -> Backbone:
     """Load a diffusers-format pipeline directory (WanPipeline / CogVideoXPipeline layout, or one written by
     `save_backbone`)."""
     import diffusers
@@ -159,14 +170,16 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Ba
         preset = replace(preset, **{k: v for k, v in extra["preset"].items() if k in ("frames", "height", "width",
                                                                                         "fps", "flow_shift", "max_text_len")})
     try:
-        transformer = _transformer_cls(family).from_pretrained(root / "transformer", use_safetensors=True)
+        # loaded in `dtype` by diffusers itself, which keeps the model's fp32 modules (Wan's norms, time embedder)
+        transformer = _transformer_cls(family).from_pretrained(root / "transformer", use_safetensors=True,
+                                                               **({"torch_dtype": dtype} if dtype else {}))
         vae = _vae_from_dir(root / "vae")
         scfg = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
         scheduler = getattr(diffusers, scfg["_class_name"]).from_pretrained(root / "scheduler")
         if extra.get("text_encoder") == "minilm":
             text = minilm_encoder(preset.max_text_len)
         else:
-            text = checkpoint_encoder(root, preset.max_text_len, zero_padding=family == "wan")
+            text = checkpoint_encoder(root, preset.max_text_len, zero_padding=family == "wan", dtype=dtype)
     except CinetuneError:
         raise
     except (OSError, ValueError, KeyError, AttributeError) as e:  # JSONDecodeError is a ValueError
@@ -174,22 +187,23 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None) -> Ba
     return Backbone(preset, transformer, LatentCodec.from_dir(vae, root / "vae"), text, scheduler, source=str(root))
 
 
-def load_backbone(model: str, random_init: bool = False, weights: bool = True) -> Backbone:
+def load_backbone(model: str, random_init: bool = False, weights: bool = True, dtype: torch.dtype | None = None
+                  ) -> Backbone:
     """`model`: a preset name (toy presets load shipped weights; real presets look in the models directory) or a
     path to a diffusers-format directory. `random_init` builds untrained toy models (for training from scratch);
     `weights=False` builds a toy transformer from its config only, for a caller that loads its own weights into it
-    (the VAE and text encoder load as usual)."""
+    (the VAE and text encoder load as usual). `dtype`: the transformer's (and a checkpoint's text encoder's) load dtype."""
     p = Path(model).expanduser()
     if model not in PRESETS and (p.exists() or "/" in model or model.startswith(".")):
-        return load_directory(p)
+        return load_directory(p, dtype=dtype)
     preset = get_preset(model)
     if preset.is_toy:
-        return _load_toy(preset, random_init, weights)
+        return _load_toy(preset, random_init, weights, dtype or torch.float32)
     root = models_dir() / preset.dirname
     if not root.is_dir():
         raise CinetuneError(f"{preset.name}: put the diffusers-format checkpoint at {root} (set CINETUNE_MODELS_DIR) "
                             f"or pass --model PATH; {LAYOUT}")
-    return load_directory(root, preset)
+    return load_directory(root, preset, dtype)
 
 
 def save_backbone(backbone: Backbone, out: str | Path) -> Path:

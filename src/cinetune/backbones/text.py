@@ -35,7 +35,14 @@ class TextEncoder(torch.nn.Module):
                     self._cache[p, self.max_len] = emb
         return torch.stack([found[p] for p in prompts])
 
+    def release(self) -> None:
+        """Free the encoder's weights (a 14B's UMT5 is 11 GB); prompts encoded before stay cached."""
+        self.model = None
+
     def _encode(self, prompt: str) -> torch.Tensor:
+        if self.model is None:
+            raise CinetuneError(f"the text encoder was released after the first prompts; {prompt!r} is new (keep it "
+                                "loaded to encode more)")
         tok = self.tokenizer([prompt], padding="max_length", truncation=True, max_length=self.max_len,
                              return_tensors="pt")
         dev = next(self.model.parameters()).device
@@ -64,12 +71,12 @@ def minilm_encoder(max_len: int = 64) -> TextEncoder:
     return TextEncoder(tok, model, max_len)
 
 
-def checkpoint_encoder(root: Path, max_len: int, zero_padding: bool) -> TextEncoder:
+def checkpoint_encoder(root: Path, max_len: int, zero_padding: bool, dtype: torch.dtype | None = None) -> TextEncoder:
     """The checkpoint's own T5 / UMT5 encoder from <root>/text_encoder and <root>/tokenizer."""
     from transformers import AutoConfig, AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
     cfg = AutoConfig.from_pretrained(root / "text_encoder")
     cls = UMT5EncoderModel if cfg.model_type == "umt5" else T5EncoderModel
-    model = cls.from_pretrained(root / "text_encoder", use_safetensors=True)
+    model = cls.from_pretrained(root / "text_encoder", use_safetensors=True, **({"dtype": dtype} if dtype else {}))
     tok = AutoTokenizer.from_pretrained(root / "tokenizer")
     return TextEncoder(tok, model, max_len, zero_padding)

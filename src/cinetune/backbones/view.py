@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .memory import compute_dtype
+
 # Video layout at every public boundary is (B, C, F, H, W). CogVideoX's transformer takes (B, F, C, H, W):
 # the conversion lives here only.
 
@@ -47,7 +49,7 @@ class VideoDiTView:
 
         `module`: call this wrapper of the transformer instead (e.g. the DDP module accelerate prepared)."""
         t = module if module is not None else self.transformer
-        dtype = next(self.transformer.parameters()).dtype
+        dtype = compute_dtype(self.transformer)
         x = self.to_model(latents.to(dtype))
         ehs = encoder_hidden_states.to(dtype)
         if self.family == "wan":

@@ -94,6 +94,7 @@ def _device(spec: str) -> str:
 def cmd_generate(a: argparse.Namespace) -> None:
     import torch
 
+    from ..backbones.memory import MemoryOptions
     from ..io import check_writable
     from ..pipelines import TextToVideoPipeline
 
@@ -114,8 +115,10 @@ def cmd_generate(a: argparse.Namespace) -> None:
     if student and a.model != student.base and not _names_student(a.model):
         raise CinetuneError(f"the student was distilled from {student.base}; --model {a.model} is another base (give "
                             f"--model {student.base}, or the student itself as --model)")
-    pipe = (TextToVideoPipeline(student.load_base(), a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-            if student else TextToVideoPipeline.from_pretrained(a.model, device=a.device))
+    memory = MemoryOptions(dtype=a.dtype, offload=a.offload, fp8=a.fp8, vae_tiling=a.vae_tiling,
+                           vae_slicing=a.vae_slicing, release_text_encoder=a.release_text_encoder)
+    pipe = (TextToVideoPipeline(student.load_base(memory.torch_dtype), a.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                                memory) if student else TextToVideoPipeline.from_pretrained(a.model, a.device, memory=memory))
     pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,
                     a.width or pipe.backbone.preset.width)
     guidance = a.guidance if a.guidance is not None else (1.0 if student else 5.0)  # students are guidance-distilled
@@ -293,7 +296,7 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
     print(export_asset(a.run, a.name, stage=a.stage))
 
 
-BASE_BENCHES = ("foundation", "metrics", "latency", "prompt-following", "shipped-adapters", "shape-pilot",
+BASE_BENCHES = ("foundation", "metrics", "latency", "memory", "prompt-following", "shipped-adapters", "shape-pilot",
                 "text-features", "world-pilot")
 
 
@@ -458,6 +461,15 @@ def _add_generation(sub) -> None:
     g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--device", type=_device, default=None)
     g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
+    m = g.add_argument_group("memory (real checkpoints; docs/memory.md)")
+    m.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="load the transformer (and a checkpoint's text encoder) in this dtype; fp32 modules stay fp32")
+    m.add_argument("--offload", default="none", choices=("none", "model", "block", "leaf"),
+                   help="model: each component on the device only while it runs; block / leaf: group offloading")
+    m.add_argument("--fp8", action="store_true", help="store the transformer's weights in fp8, compute in --dtype")
+    m.add_argument("--vae-tiling", action="store_true", help="decode in overlapping tiles")
+    m.add_argument("--vae-slicing", action="store_true", help="decode one video of the batch at a time")
+    m.add_argument("--release-text-encoder", action="store_true", help="free the text encoder once prompts are encoded")
     g.add_argument("--adapter", "--scale-adapter", action="append", metavar="PATH|NAME",
                    help="a saved adapter of any method: its directory, a run's final/ or an exported asset, or a "
                         "shipped name (toy-large-controlnext, toy-large-scale-adapter); repeat to compose")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -11,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones import Backbone, load_backbone
+from ..backbones.memory import DTYPES, MemoryOptions, apply_memory
 from ..errors import CinetuneError
 
 # model_fn(latents (B,C,F,H,W), timestep (B,), encoder_hidden_states (B,L,D), step_index) -> prediction like latents
@@ -32,18 +34,24 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 class TextToVideoPipeline:
     """One pipeline for toy presets and real diffusers directories (Wan and CogVideoX)."""
 
-    def __init__(self, backbone: Backbone, device: str | torch.device = "cpu"):
-        self.backbone, self.device = backbone, torch.device(device)
-        backbone.to(self.device)
+    def __init__(self, backbone: Backbone, device: str | torch.device = "cpu", memory: MemoryOptions | None = None):
+        self.backbone, self.device, self.memory = backbone, torch.device(device), memory or MemoryOptions()
+        apply_memory(backbone, self.device, self.memory)
 
     @classmethod
     def from_pretrained(cls, model: str, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "TextToVideoPipeline":
+                        dtype: torch.dtype | str | None = None, memory: MemoryOptions | None = None
+                        ) -> "TextToVideoPipeline":
+        """`dtype` (a torch dtype or fp32 / bf16 / fp16) is shorthand for MemoryOptions(dtype=...); the model is
+        loaded in it (not loaded in fp32 and cast)."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        backbone = load_backbone(model)
         if dtype is not None:
-            backbone.transformer.to(dtype=dtype)
-        return cls(backbone, device)
+            name = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPES.items()}.get(dtype)
+            if name is None:
+                raise CinetuneError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+            memory = dataclasses.replace(memory or MemoryOptions(), dtype=name)
+        memory = memory or MemoryOptions()
+        return cls(load_backbone(model, dtype=memory.torch_dtype), device, memory)
 
     def check_size(self, frames: int, height: int, width: int) -> None:
         codec, view = self.backbone.codec, self.backbone.view
@@ -61,6 +69,12 @@ class TextToVideoPipeline:
 
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         return self.backbone.text_encoder(prompts).to(self.device)
+
+    def _release_text_encoder(self) -> None:
+        if self.memory.release_text_encoder and self.backbone.text_encoder.model is not None:
+            self.backbone.text_encoder.release()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, *, prompt_embeds: torch.Tensor | None = None,
@@ -96,6 +110,7 @@ class TextToVideoPipeline:
             embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
         else:
             embeds = prompt_embeds
+        self._release_text_encoder()
         shape = (B, *self.backbone.codec.latent_shape(frames, height, width))
         view = self.backbone.view
         model_fn = model_fn or (lambda x, t, e, i: view(x, t, e))

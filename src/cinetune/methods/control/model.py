@@ -228,7 +228,7 @@ class ControlAttachment(Handle, ABC):
             self.cond = None
             self._clear()
             return
-        dev = next(self.backbone.transformer.parameters()).device
+        dev = self.backbone.device
         if isinstance(conditions, torch.Tensor):  # already (B, 3K, F, H, W) in [-1, 1] (training batches)
             self.cond = conditions.to(dev)
         else:  # any subset of the kinds it was trained on: the others left out as dropout trains them
@@ -334,7 +334,7 @@ class ConcatAttachment(ControlAttachment):
         """Condition videos per kind, encoded with the VAE here (or, in training, cached condition latents)."""
         if conditions is None:
             return super().prepare(None)
-        dev, codec = next(self.backbone.transformer.parameters()).device, self.backbone.codec
+        dev, codec = self.backbone.device, self.backbone.codec
         self._keep, self._shares = keep, {}
         if all(isinstance(v, torch.Tensor) and v.ndim == 5 and v.shape[1] == codec.channels
                for v in conditions.values()):

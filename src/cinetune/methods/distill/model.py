@@ -84,15 +84,17 @@ class StudentModel:
         return cls(trained_state(student, names, base_state), timesteps, shift, base, fingerprint(teacher_model), **kw)
 
     # -- use ------------------------------------------------------------------------------------------------------
-    def load_base(self):
-        """The teacher's backbone with the teacher's weights, to attach this student to."""
+    def load_base(self, dtype: torch.dtype | None = None):
+        """The teacher's backbone with the teacher's weights (in `dtype`), to attach this student to."""
         from ...backbones import load_backbone
         from ...training.config import init_dir
 
-        backbone = load_backbone(self.base)
+        backbone = load_backbone(self.base, dtype=dtype)
         if self.teacher and self.teacher != self.base:
             tr = type(backbone.transformer)
             backbone.transformer = load_pretrained(tr, Path(init_dir(self.teacher, "transformer")))
+            if dtype not in (None, torch.float32):
+                backbone.transformer.to(dtype)
         return backbone
 
     def sampler(self) -> FewStepSampler:

@@ -120,7 +120,7 @@ class IngredientsAttachment(Handle):
         self.model, self.backbone = model, backbone
         tr = backbone.transformer
         self.state, self.base, self.logits = state_of(tr), None, {}
-        self.module = model.module.to(next(tr.parameters()).device)
+        self.module = model.module.to(backbone.device)
         self.add(add_attention_hooks(tr, backbone.view.blocks, OWNER, self.module.blocks, self._compute).remove)
         hook = tr.patch_embedding.register_forward_hook(self._slot)
         self.add(hook.remove)

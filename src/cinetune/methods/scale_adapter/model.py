@@ -81,8 +81,8 @@ class ScaleAdapterModel:
             if "control" not in self._loaded:
                 self._loaded["control"] = ControlModel.load(self.small)
             small_control = self._loaded["control"]
-        small.to(next(large.transformer.parameters()).device)
-        self.adapter.to(next(large.transformer.parameters()).device)
+        small.to(large.device)
+        self.adapter.to(large.device)
         if trainable:
             self.adapter.requires_grad_(True)
         return ScaleAttachment(self, large, small, small_control)
@@ -152,7 +152,7 @@ class ScaleAttachment(Handle):
             self.small_att.prepare(None)
             state_of(self.large.transformer).clear(self.name)
             return
-        codec, dev = self.large.codec, next(self.large.transformer.parameters()).device
+        codec, dev = self.large.codec, self.large.device
         lat = {}
         for k, v in conditions.items():
             if isinstance(v, torch.Tensor) and v.ndim == 5 and v.shape[1] == codec.channels:

@@ -1,0 +1,111 @@
+"""`cinetune bench memory`: peak resident memory of the Wan2.1-1.3B transformer (random weights) held in fp32, bf16
+(diffusers' fp32 modules kept) and fp8 storage, each in a fresh process through one denoiser call; on a GPU, peak
+device memory of the same and of group offloading. Offloading only saves memory where compute and storage are
+different devices, so on a CPU it is not measured here (docs/memory.md gives the arithmetic for a GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ..io import write_text
+from .latency import SIZES
+
+SHAPES = {**SIZES, "tiny": dict(dim=64, heads=2, ffn=128, layers=2)}  # (tiny: the tests')
+SETTINGS = {"fp32": ("fp32", False, "none"), "bf16": ("bf16", False, "none"), "fp8 storage, bf16 compute":
+            ("bf16", True, "none"), "bf16, block offload (GPU only)": ("bf16", False, "block"),
+            "bf16, leaf offload (GPU only)": ("bf16", False, "leaf")}
+
+
+def _build(size: str, dtype: torch.dtype):
+    """The transformer as from_pretrained(torch_dtype=dtype) would hold it, random weights, never all in fp32:
+    built on the meta device, then each tensor allocated in its load dtype (fp32 for the kept modules)."""
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+
+    c = SHAPES[size]
+    with init_empty_weights():
+        model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=c["heads"],
+                                      attention_head_dim=c["dim"] // c["heads"], in_channels=16, out_channels=16,
+                                      text_dim=4096, freq_dim=256, ffn_dim=c["ffn"], num_layers=c["layers"],
+                                      cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6)
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    g = torch.Generator().manual_seed(0)
+    for name, module in model.named_modules():
+        for pname, p in list(module.named_parameters(recurse=False)):
+            fp32 = any(k in f"{name}.{pname}".split(".") for k in keep)  # diffusers' rule for its fp32 modules
+            t = torch.empty(p.shape, dtype=torch.float32 if fp32 else dtype).normal_(0, 0.02, generator=g)
+            setattr(module, pname, torch.nn.Parameter(t, requires_grad=False))
+    return model.eval()  # (buffers, such as the rotary tables, are built for real by init_empty_weights)
+
+
+def child(setting: str, size: str, device: str) -> dict:
+    """One setting in this process: build, place, one denoiser call (9 frames at 128x128); peak memory."""
+    import resource
+
+    from ..backbones.memory import compute_dtype
+
+    dtype_name, fp8, offload = SETTINGS[setting]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    model = _build(size, dtype)
+    if fp8:
+        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+        model._cinetune_compute_dtype = dtype
+    dev = torch.device(device)
+    if offload != "none":
+        from diffusers.hooks import apply_group_offloading
+
+        apply_group_offloading(model, onload_device=dev, offload_device=torch.device("cpu"),
+                               offload_type=f"{offload}_level", **({"num_blocks_per_group": 1} if offload == "block" else {}))
+    else:
+        model.to(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    cd = compute_dtype(model)
+    with torch.no_grad():
+        model(hidden_states=torch.randn(1, 16, 3, 16, 16, device=dev, dtype=cd), timestep=torch.tensor([500.0], device=dev),
+              encoder_hidden_states=torch.randn(1, 512, 4096, device=dev, dtype=cd), return_dict=False)
+    params = sum(p.numel() for p in model.parameters())
+    out = {"params": params, "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if dev.type == "cuda":
+        out["device_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def run(out: Path, quick: bool = False) -> Path:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    size = "wan2.1-1.3b"
+    rows = {}
+    for setting, (_, _, offload) in SETTINGS.items():
+        if offload != "none" and device == "cpu":
+            continue
+        r = subprocess.run([sys.executable, "-m", "cinetune.bench.memory", setting, size, device], capture_output=True,
+                           text=True, timeout=1800)
+        if r.returncode != 0:
+            raise RuntimeError(f"bench memory: {setting} failed: {r.stderr.strip().splitlines()[-1:]}")
+        rows[setting] = json.loads(r.stdout.strip().splitlines()[-1])
+        if quick:
+            break
+    base = next(iter(rows.values()))
+    lines = ["# Memory of the Wan2.1-1.3B transformer", "",
+             f"`cinetune bench memory{' --quick' if quick else ''}` on {device}: the transformer with random weights, "
+             "held as `from_pretrained(torch_dtype=...)` holds it (diffusers' fp32 modules kept in fp32), one denoiser "
+             "call at 9 frames x 128 x 128 (text 512 x 4096); each setting in a fresh process. Peak RSS: the process's "
+             "maximum resident set (weights, activations and the Python/torch runtime). The text encoder and VAE are "
+             "not included (docs/memory.md).", "",
+             "| setting | parameters | peak RSS GiB (vs first) |" + (" peak device GiB |" if device == "cuda" else ""),
+             "|---|---:|---:|" + ("---:|" if device == "cuda" else "")]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['params'] / 1e9:.2f} B | {r['rss_gib']:.2f} ({r['rss_gib'] / base['rss_gib']:.2f}x) |"
+                     + (f" {r['device_gib']:.2f} |" if device == "cuda" else ""))
+    path = Path(out) / "memory.md"
+    write_text(path, "\n".join(lines + [""]))
+    return path
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(*sys.argv[1:4])))
