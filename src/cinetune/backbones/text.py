@@ -12,9 +12,10 @@ from ..errors import CinetuneError
 class TextEncoder(torch.nn.Module):
     """Tokenizer + encoder pair. `forward(prompts) -> (B, max_len, dim)`; frozen, no grad."""
 
-    def __init__(self, tokenizer, model, max_len: int, zero_padding: bool = True):
+    def __init__(self, tokenizer, model, max_len: int, zero_padding: bool = True, use_mask: bool = True):
         super().__init__()
         self.tokenizer, self.model, self.max_len, self.zero_padding = tokenizer, model, max_len, zero_padding
+        self.use_mask = use_mask  # WanPipeline passes T5 the attention mask; CogVideoXPipeline encodes the padding too
         self.model.requires_grad_(False).eval()
         self._cache: dict[str, torch.Tensor] = {}
 
@@ -47,7 +48,8 @@ class TextEncoder(torch.nn.Module):
                              return_tensors="pt")
         dev = next(self.model.parameters()).device
         mask = tok["attention_mask"].to(dev)
-        hidden = self.model(input_ids=tok["input_ids"].to(dev), attention_mask=mask).last_hidden_state
+        hidden = self.model(input_ids=tok["input_ids"].to(dev),
+                            **({"attention_mask": mask} if self.use_mask else {})).last_hidden_state
         if self.zero_padding:
             hidden = hidden * mask[..., None].to(hidden.dtype)
         return hidden[0].float().cpu()
@@ -72,11 +74,12 @@ def minilm_encoder(max_len: int = 64) -> TextEncoder:
 
 
 def checkpoint_encoder(root: Path, max_len: int, zero_padding: bool, dtype: torch.dtype | None = None) -> TextEncoder:
-    """The checkpoint's own T5 / UMT5 encoder from <root>/text_encoder and <root>/tokenizer."""
+    """The checkpoint's own T5 / UMT5 encoder from <root>/text_encoder and <root>/tokenizer; `zero_padding` (Wan):
+    masked attention and zeroed padding, as WanPipeline; else (CogVideoX) neither, as CogVideoXPipeline."""
     from transformers import AutoConfig, AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
     cfg = AutoConfig.from_pretrained(root / "text_encoder")
     cls = UMT5EncoderModel if cfg.model_type == "umt5" else T5EncoderModel
     model = cls.from_pretrained(root / "text_encoder", use_safetensors=True, **({"dtype": dtype} if dtype else {}))
     tok = AutoTokenizer.from_pretrained(root / "tokenizer")
-    return TextEncoder(tok, model, max_len, zero_padding)
+    return TextEncoder(tok, model, max_len, zero_padding, use_mask=zero_padding)

@@ -60,15 +60,20 @@ class VideoDiTView:
         return self.from_model(out).float()
 
     def _cogvideox_rope(self, latents: torch.Tensor):
+        """CogVideoXPipeline's rotary tables: 1.0 (no temporal patch) a linspace grid cropped from the config's
+        sample size, 1.5 a slice of a grid of the sample size."""
         cfg = self.transformer.config
         if not getattr(cfg, "use_rotary_positional_embeddings", False):
             return None
         from diffusers.models.embeddings import get_3d_rotary_pos_embed
+        from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
         f, h, w = self.token_grid(latents.shape)
-        # CogVideoX-5B convention: base grid from the config's sample size, crops centred in it.
-        base_h = cfg.sample_height // cfg.patch_size
-        base_w = cfg.sample_width // cfg.patch_size
-        return get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=((0, 0), (h, w)),
-                                       grid_size=(h, w), temporal_size=f, grid_type="slice",
-                                       max_size=(max(base_h, h), max(base_w, w)), device=latents.device)
+        base_h, base_w = cfg.sample_height // cfg.patch_size, cfg.sample_width // cfg.patch_size
+        if getattr(cfg, "patch_size_t", None) is None:
+            return get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, grid_size=(h, w), temporal_size=f,
+                                           crops_coords=get_resize_crop_region_for_grid((h, w), base_w, base_h),
+                                           device=latents.device)
+        return get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=None, grid_size=(h, w),
+                                       temporal_size=f, grid_type="slice", max_size=(base_h, base_w),
+                                       device=latents.device)

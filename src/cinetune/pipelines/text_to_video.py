@@ -145,7 +145,19 @@ class TextToVideoPipeline:
         scheduler.set_timesteps(steps, device=self.device)
         if hasattr(scheduler, "init_noise_sigma"):
             latents = latents * scheduler.init_noise_sigma
-        for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
+        timesteps = scheduler.timesteps
+        # CogVideoXDPMScheduler (what the released CogVideoX checkpoints ship) steps from the previous step's x0
+        # estimate and timestep, and draws its noise from the call's generator, as CogVideoXPipeline calls it
+        dpm = type(scheduler).__name__ == "CogVideoXDPMScheduler"
+        generator, x0 = torch.Generator().manual_seed(seed), None
+        for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
             x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
-            latents = scheduler.step(guided(x, t, i), t, latents, return_dict=False)[0]
+            pred = guided(x, t, i)
+            if dpm:  # in the model's own layout, so the step's noise is drawn as diffusers draws it
+                m = self.backbone.view
+                latents, x0 = scheduler.step(m.to_model(pred), x0, t, timesteps[i - 1] if i > 0 else None,
+                                             m.to_model(latents), generator=generator, return_dict=False)
+                latents = m.from_model(latents)
+            else:
+                latents = scheduler.step(pred, t, latents, return_dict=False)[0]
         return latents
