@@ -304,6 +304,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             raise CinetuneError(f"--resume: no checkpoint under {out / 'checkpoints'}")
         _check_resumable(cfg, out / "config.yaml")
     task, optims, ema, start = _setup(cfg, resume, accelerator, make_task_fn)
+    if accelerator.distributed_type.value == "DEEPSPEED" and len(optims) > 1:
+        raise CinetuneError(f"DeepSpeed wraps one optimizer per engine; the {cfg.task} task updates {len(optims)} "
+                            f"({', '.join(optims)}): launch it with the DDP or FSDP configuration (docs/distributed.md)")
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", to_yaml(cfg))
