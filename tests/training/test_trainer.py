@@ -422,3 +422,23 @@ def test_a_resumed_run_logs_the_same_rows_as_a_straight_one(tmp_path):
     resumed = train(cfg, resume=True, progress=False)
     steps = lambda run: [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]]  # noqa: E731
     assert steps(resumed) == steps(straight) == [1, 4, 6]
+
+
+def test_a_base_lora_fine_tune_exports_a_lora_file_that_loads(tmp_path):
+    from cinetune.backbones import load_backbone
+    from cinetune.core.lora_file import LoraFile
+
+    cfg = tiny(tmp_path, "lora", steps=3, lora_rank=2, optim={"lr": 1e-2})
+    run = train(cfg, progress=False)
+    assert not (run / "final" / "transformer").exists()
+    lora = LoraFile(run / "final" / "lora")
+    assert lora.tensors and all("lora_" in k for k in lora.tensors)
+    backbone = load_backbone(cfg.backbone, random_init=True)
+    x, t = torch.randn(1, 16, 2, 8, 8), torch.tensor([500.0])
+    e = backbone.text_encoder(["a red circle"])
+    with torch.no_grad():
+        base = backbone.view(x, t, e)
+        with lora.attach(backbone):
+            assert not torch.allclose(backbone.view(x, t, e), base)  # trained: B moved off zero
+    with pytest.raises(CinetuneError, match="lora_rank"):
+        preset_config("toy-annotator", {"lora_rank": 4}).validate()

@@ -27,6 +27,21 @@ def parse_lora_spec(spec: str) -> tuple[str, float]:
     return spec, 1.0
 
 
+def save_lora(path: str | Path, lora: dict[str, torch.Tensor], family: str = "wan") -> Path:
+    """Write `lora` (PEFT keys of the transformer: blocks.0.attn1.to_q.lora_A.weight, ...) with diffusers' own LoRA
+    writer (pytorch_lora_weights.safetensors, what `load_lora_weights` and `--lora` read), into a directory that
+    appears whole."""
+    from diffusers import CogVideoXPipeline, WanPipeline
+
+    from ..io import atomic_dir
+
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        (WanPipeline if family == "wan" else CogVideoXPipeline).save_lora_weights(
+            tmp, transformer_lora_layers=lora, safe_serialization=True)
+    return path
+
+
 def _weights_file(path: Path) -> Path:
     if path.is_dir():
         named = path / LORA_WEIGHT_NAME

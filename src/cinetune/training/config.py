@@ -91,6 +91,9 @@ class BaseTrainConfig:
     # VAE only, without init: > 0 builds the VAE at this base width instead of the backbone preset's (encoder and
     # decoder; diffusers' base_dim).
     vae_base_dim: int = 0
+    # dit only: > 0 trains a LoRA of this rank on the base's attention projections (core.DEFAULT_LORA_TARGETS)
+    # instead of the whole transformer, exported as diffusers' LoRA file (what `generate --lora` loads)
+    lora_rank: int = 0
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -135,6 +138,9 @@ class BaseTrainConfig:
                                                                        and self.init)):
             raise CinetuneError(f"decoder_base_dim must be 0, or > 0 for a vae task with decoder_only=true and an "
                                 f"init to keep the encoder of; got {self.decoder_base_dim}")
+        if self.lora_rank < 0 or (self.lora_rank and self.task != "dit"):
+            raise CinetuneError(f"lora_rank must be 0, or > 0 for the dit task (a method sets its own LoRA in its "
+                                f"section); got {self.lora_rank} for {self.task}")
         if self.vae_base_dim < 0 or (self.vae_base_dim and (self.task != "vae" or self.init)):
             raise CinetuneError(f"vae_base_dim must be 0, or > 0 for a vae task without init; got {self.vae_base_dim}")
         d = self.data

@@ -14,6 +14,8 @@ from .flow import FlowMatchingTask, task_backbone
 from .objectives import foreground_map, motion_mse, weighted_mse
 from .task import step_generator
 
+BASE_LORA = "cinetune-base"
+
 
 class DiTTask(FlowMatchingTask):
     """Text-to-video flow matching on toy-world clips (frozen VAE + text encoder; the transformer trains)."""
@@ -27,6 +29,11 @@ class DiTTask(FlowMatchingTask):
             raise CinetuneError(f"{cfg.backbone}: training supports flow-matching backbones (Wan, toy); "
                                 f"this one uses {type(scheduler).__name__}")
         self.model = self.backbone.transformer
+        if cfg.lora_rank:  # the base frozen, a LoRA on its attention trains
+            from ..core import add_lora
+
+            self.model.requires_grad_(False)
+            add_lora(self.model, rank=cfg.lora_rank, name=BASE_LORA)
         self.init_flow()
         if cfg.data.latent_cache:
             self.cache = self.load_cache()
@@ -115,4 +122,10 @@ class DiTTask(FlowMatchingTask):
         return {}
 
     def export(self, out_dir: Path) -> None:
+        if self.cfg.lora_rank:  # diffusers' LoRA file (WanPipeline.load_lora_weights, `generate --lora`)
+            from ..core import lora_state
+            from ..core.lora_file import save_lora
+
+            save_lora(out_dir / "lora", lora_state(self.model, BASE_LORA), self.backbone.preset.family)
+            return
         self.model.save_pretrained(out_dir / "transformer", safe_serialization=True)

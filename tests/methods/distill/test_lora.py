@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from cinetune.methods.distill.lora_export import linear_names, lora_from_deltas, save_lora
+from cinetune.core.lora_file import save_lora
+from cinetune.methods.distill.lora_export import linear_names, lora_from_deltas
 from tests.conftest import tiny_wan_components
 
 

@@ -35,7 +35,8 @@ def _student(path: str):
 def cmd_export_lora(a: argparse.Namespace) -> None:
     from ...backbones import load_backbone
     from ...io import check_writable, write_json
-    from .lora_export import lora_from_deltas, save_lora
+    from ...core.lora_file import save_lora
+    from .lora_export import lora_from_deltas
 
     check_writable(Path(a.out) / "pytorch_lora_weights.safetensors")
     student = _student(a.student)

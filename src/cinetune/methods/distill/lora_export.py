@@ -5,12 +5,9 @@ how much of the delta that drops."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ...errors import CinetuneError
-from ...io import atomic_dir
 
 
 def linear_names(transformer: torch.nn.Module) -> list[str]:
@@ -45,13 +42,3 @@ def lora_from_deltas(deltas: dict[str, torch.Tensor], transformer: torch.nn.Modu
         raise CinetuneError("the student's deltas name no linear layer of this transformer")
     return out, {"kept": kept / max(total, 1e-30), "linear": total / max(everything, 1e-30),
                  "layers": len(out) // 2}
-
-
-def save_lora(path: str | Path, lora: dict[str, torch.Tensor]) -> Path:
-    """diffusers' own LoRA writer (pytorch_lora_weights.safetensors), into a directory that appears whole."""
-    from diffusers import WanPipeline
-
-    path = Path(path)
-    with atomic_dir(path) as tmp:
-        WanPipeline.save_lora_weights(tmp, transformer_lora_layers=lora, safe_serialization=True)
-    return path
