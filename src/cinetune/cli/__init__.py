@@ -296,8 +296,8 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
     print(export_asset(a.run, a.name, stage=a.stage))
 
 
-BASE_BENCHES = ("foundation", "metrics", "latency", "memory", "prompt-following", "shipped-adapters", "shape-pilot",
-                "text-features", "world-pilot")
+BASE_BENCHES = ("foundation", "metrics", "latency", "memory", "gpu", "prompt-following", "shipped-adapters",
+                "shape-pilot", "text-features", "world-pilot")
 
 
 def benches() -> dict[str, str]:
