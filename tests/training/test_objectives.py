@@ -88,3 +88,20 @@ def test_logit_normal_sampling_centres_the_noise_levels_and_uniform_is_unchanged
     assert middle(narrow) > middle(ln)
     with pytest.raises(CinetuneError, match="timestep_sampling"):
         preset_config("tiny", {"timestep_sampling": "cosine"})
+
+
+def test_diffusion_inputs_match_the_cogvideox_schedulers_own_noising_and_velocity():
+    from diffusers import CogVideoXDDIMScheduler
+
+    from cinetune.training.objectives import diffusion_inputs, is_flow_scheduler
+
+    s = CogVideoXDDIMScheduler(prediction_type="v_prediction", snr_shift_scale=3.0)  # as the released configs
+    assert not is_flow_scheduler(s)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 2, 4, 4, generator=g), torch.randn(3, 4, 2, 4, 4, generator=g)
+    t = torch.tensor([0, 500, 999])
+    xt, tt, v = diffusion_inputs(x0, t, noise, s.alphas_cumprod, "v_prediction")
+    torch.testing.assert_close(xt, s.add_noise(x0, noise, t))
+    torch.testing.assert_close(v, s.get_velocity(x0, noise, t))
+    assert tt.tolist() == [0.0, 500.0, 999.0]
+    assert diffusion_inputs(x0, t, noise, s.alphas_cumprod, "epsilon")[2] is noise

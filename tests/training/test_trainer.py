@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import socket
 import subprocess
@@ -442,3 +443,17 @@ def test_a_base_lora_fine_tune_exports_a_lora_file_that_loads(tmp_path):
             assert not torch.allclose(backbone.view(x, t, e), base)  # trained: B moved off zero
     with pytest.raises(CinetuneError, match="lora_rank"):
         preset_config("toy-annotator", {"lora_rank": 4}).validate()
+
+
+def test_a_cogvideox_directory_trains_with_its_own_v_prediction(tmp_path):
+    import diffusers
+
+    from tests.pipelines.test_parity import _cogvideox_components
+
+    sched = diffusers.CogVideoXDDIMScheduler(prediction_type="v_prediction", snr_shift_scale=3.0)
+    diffusers.CogVideoXPipeline(**_cogvideox_components(sched)).save_pretrained(tmp_path / "cog")
+    cfg = tiny(tmp_path, "cog-run", backbone=str(tmp_path / "cog"), steps=2, checkpoint_every=2)
+    run = train(cfg, progress=False)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) >= 2 and all(math.isfinite(float(r.split(",")[1])) for r in rows[1:])
+    assert (run / "final" / "transformer" / "config.json").is_file()

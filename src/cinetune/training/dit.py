@@ -11,7 +11,7 @@ from ..io import video_grid, write_video
 from .cache import Column, latents_column, text_column
 from .config import TrainConfig
 from .flow import FlowMatchingTask, task_backbone
-from .objectives import foreground_map, motion_mse, weighted_mse
+from .objectives import PREDICTIONS, foreground_map, is_flow_scheduler, motion_mse, weighted_mse
 from .task import step_generator
 
 BASE_LORA = "cinetune-base"
@@ -24,10 +24,11 @@ class DiTTask(FlowMatchingTask):
         super().__init__(cfg, device)
         self.backbone = task_backbone(cfg, device, frozen=False)
         scheduler = self.backbone.scheduler
-        if type(scheduler).__name__ not in ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler") or \
-                getattr(scheduler.config, "prediction_type", "flow_prediction") not in ("flow_prediction", "epsilon"):
-            raise CinetuneError(f"{cfg.backbone}: training supports flow-matching backbones (Wan, toy); "
-                                f"this one uses {type(scheduler).__name__}")
+        if not is_flow_scheduler(scheduler) and (not hasattr(scheduler, "alphas_cumprod") or getattr(
+                scheduler.config, "prediction_type", None) not in PREDICTIONS):
+            raise CinetuneError(f"{cfg.backbone}: training supports flow matching (Wan, toy) and DDPM-family "
+                                f"schedules with {' / '.join(PREDICTIONS)} (CogVideoX); this one uses "
+                                f"{type(scheduler).__name__}")
         self.model = self.backbone.transformer
         if cfg.lora_rank:  # the base frozen, a LoRA on its attention trains
             from ..core import add_lora

@@ -13,7 +13,7 @@ from ..toyworld import clip_seed, render_clip
 from .cache import Column, load_or_build
 from ..errors import CinetuneError
 from .config import TrainConfig, init_dir
-from .objectives import flow_matching_inputs, sample_sigmas
+from .objectives import diffusion_inputs, flow_matching_inputs, is_flow_scheduler, sample_sigmas
 from .task import Task
 
 
@@ -88,9 +88,16 @@ class FlowMatchingTask(Task):
         return idx_t, gens, x0, self.drop_captions(emb, gens)
 
     def noisy(self, x0: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(noisy latents, timesteps, velocity target) at per-sample shifted sigmas."""
-        c = self.cfg
-        sigmas = torch.cat([sample_sigmas(1, c.timestep_shift, g, c.timestep_sampling, c.logit_mean, c.logit_std)
-                            for g in gens])
+        """(noisy latents, timesteps, target) by the backbone's own objective: flow matching at per-sample shifted
+        sigmas (Wan, toy), or the DDPM-family prediction its scheduler names at uniform integer timesteps (CogVideoX:
+        v-prediction over the scheduler's alphas_cumprod, SNR shift included, as its training code does)."""
+        c, sched = self.cfg, self.backbone.scheduler
+        if is_flow_scheduler(sched):
+            sigmas = torch.cat([sample_sigmas(1, c.timestep_shift, g, c.timestep_sampling, c.logit_mean, c.logit_std)
+                                for g in gens])
+            noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
+            return flow_matching_inputs(x0, sigmas.to(x0.device), noise)
+        T = int(sched.config.num_train_timesteps)
+        t = torch.cat([torch.randint(0, T, (1,), generator=g) for g in gens]).to(x0.device)
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
-        return flow_matching_inputs(x0, sigmas.to(x0.device), noise)
+        return diffusion_inputs(x0, t, noise, sched.alphas_cumprod, sched.config.prediction_type)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import CinetuneError
+
 
 def shift_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     """Timestep shift used by Wan / SD3 schedulers: more weight on high noise for larger token counts."""
@@ -30,6 +32,30 @@ def flow_matching_inputs(x0: torch.Tensor, sigmas: torch.Tensor, noise: torch.Te
     """-> (noisy latents, timesteps in [0, 1000], velocity target)."""
     s = sigmas.view(-1, *([1] * (x0.ndim - 1)))
     return (1 - s) * x0 + s * noise, sigmas * 1000.0, noise - x0
+
+
+def is_flow_scheduler(scheduler) -> bool:
+    """Flow matching (Wan: FlowMatchEuler, or UniPC with flow sigmas) vs a DDPM-family schedule (CogVideoX's DDIM and
+    DPM schedulers: v-prediction over alphas_cumprod)."""
+    cfg = scheduler.config
+    return type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" or \
+        getattr(cfg, "prediction_type", None) == "flow_prediction" or bool(getattr(cfg, "use_flow_sigmas", False))
+
+
+PREDICTIONS = ("v_prediction", "epsilon", "sample")
+
+
+def diffusion_inputs(x0: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor,
+                     prediction: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A DDPM-family objective (CogVideoX trains with v-prediction): -> (x_t = sqrt(a) x0 + sqrt(1-a) noise, the
+    integer timesteps as floats, the target the scheduler's prediction_type names: v = sqrt(a) noise - sqrt(1-a) x0,
+    the noise, or x0), a = alphas_cumprod[t]."""
+    if prediction not in PREDICTIONS:
+        raise CinetuneError(f"prediction_type {prediction!r} is not trained here (one of {', '.join(PREDICTIONS)})")
+    a = alphas_cumprod.to(x0.device, torch.float32)[timesteps.long()].view(-1, *([1] * (x0.ndim - 1)))
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    target = {"v_prediction": a.sqrt() * noise - (1 - a).sqrt() * x0, "epsilon": noise, "sample": x0}[prediction]
+    return xt, timesteps.float(), target
 
 
 def foreground_map(instance: torch.Tensor, temporal: int = 4, spatial: int = 4) -> torch.Tensor:
