@@ -78,3 +78,23 @@ def test_errors(backbone):
     h.remove()
     with pytest.raises(CinetuneError, match="distinct"):
         attach_concat(backbone.view, ["depth", "depth"])
+
+
+def test_cogvideox_concat_widens_its_per_frame_patch_conv():
+    torch.manual_seed(0)
+    b = load_backbone("toy-cogvideox", random_init=True)
+    b.transformer.eval()
+    view, tr = b.view, b.transformer
+    g = torch.Generator().manual_seed(4)
+    lat, t = torch.randn(2, 16, 3, 16, 16, generator=g), torch.tensor([300.0, 800.0])
+    emb, cond = torch.randn(2, 32, 384, generator=g), {"depth": torch.randn(2, 16, 3, 16, 16, generator=g)}
+    with torch.no_grad():
+        base = view(lat, t, emb)
+        h = attach_concat(view, ["canny", "depth"])
+        assert tr.patch_embed.proj.in_channels == 48 and tr.config.in_channels == 48
+        h.set_condition(cond)
+        assert torch.equal(view(lat, t, emb), base)  # zero-initialised slots
+        tr.patch_embed.proj.weight[:, 16:].normal_(0, 0.05)
+        assert not torch.allclose(view(lat, t, emb), base)
+        h.remove()
+        assert tr.patch_embed.proj.in_channels == 16 and torch.equal(view(lat, t, emb), base)

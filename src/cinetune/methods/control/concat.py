@@ -14,31 +14,49 @@ from ...errors import CinetuneError
 from ...core import Handle, state_of
 
 
+def _widened(old: nn.Module, extra: int) -> nn.Module:
+    """A copy of the patch embedding's convolution (Wan: Conv3d, CogVideoX 1.0: Conv2d) taking `extra` more input
+    channels, whose weights on them start at zero."""
+    new = type(old)(old.in_channels + extra, old.out_channels, old.kernel_size, old.stride)
+    new = new.to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    return new
+
+
 class ConcatControlHandle(Handle):
+    """Wan: the Conv3d `patch_embedding` takes (B, C, F, H, W); CogVideoX 1.0: `patch_embed.proj`, a per-frame Conv2d,
+    inside a patch embedding that takes (text, (B, F, C, H, W)). CogVideoX 1.5 patchifies time into a Linear over
+    flattened patches, where the slots would interleave with the latent channels: refused."""
+
     def __init__(self, transformer: nn.Module, kinds: list[str], latent_channels: int, name: str):
         super().__init__(name=name)
-        if type(transformer).__name__ != "WanTransformer3DModel":
-            raise CinetuneError(f"channel-concat control supports Wan transformers, not {type(transformer).__name__}")
+        kind = type(transformer).__name__
+        cog = kind == "CogVideoXTransformer3DModel"
+        if kind != "WanTransformer3DModel" and not (cog and getattr(transformer.config, "patch_size_t", None) is None):
+            raise CinetuneError(f"channel-concat control supports Wan and CogVideoX 1.0 transformers, not {kind}"
+                                + (" with a temporal patch (CogVideoX 1.5)" if cog else ""))
         if len(set(kinds)) != len(kinds) or not kinds:
             raise CinetuneError(f"condition kinds must be distinct and non-empty, got {kinds}")
         self.transformer, self.kinds, self.latent_channels = transformer, list(kinds), latent_channels
-        old = transformer.patch_embedding
+        owner, attr = (transformer.patch_embed, "proj") if cog else (transformer, "patch_embedding")
+        old = getattr(owner, attr)
         self.base_in = old.in_channels
-        new = nn.Conv3d(old.in_channels + latent_channels * len(kinds), old.out_channels, old.kernel_size, old.stride)
-        new = new.to(old.weight.device, old.weight.dtype)
-        with torch.no_grad():
-            new.weight.zero_()
-            new.weight[:, :old.in_channels] = old.weight
-            new.bias.copy_(old.bias)
-        self.patch_embedding = new
-        transformer.patch_embedding = new
+        new = self.patch_embedding = _widened(old, latent_channels * len(kinds))
+        setattr(owner, attr, new)
         transformer.register_to_config(in_channels=new.in_channels)
         state = state_of(transformer)
-        hook = new.register_forward_pre_hook(lambda m, args: (torch.cat([args[0], self._slots(args[0], state)], 1),))
+        if cog:  # (text, image (B, F, C, H, W)): the slots join the image along its channels
+            hook = transformer.patch_embed.register_forward_pre_hook(lambda m, args: (
+                args[0], torch.cat([args[1], self._slots(args[1].transpose(1, 2), state).transpose(1, 2)], 2)))
+        else:
+            hook = new.register_forward_pre_hook(lambda m, args: (torch.cat([args[0], self._slots(args[0], state)], 1),))
 
         def restore() -> None:
             hook.remove()
-            transformer.patch_embedding = old
+            setattr(owner, attr, old)
             transformer.register_to_config(in_channels=old.in_channels)
             state.clear(name)
         self.add(restore)
@@ -78,7 +96,5 @@ class ConcatControlHandle(Handle):
 
 
 def attach_concat(view, kinds: list[str], latent_channels: int = 16, name: str = "concat") -> ConcatControlHandle:
-    """Widen the patch embedding of the DiT behind `view` for `kinds` (e.g. ["canny", "depth", "pose"])."""
-    if view.family != "wan":
-        raise CinetuneError("channel-concat control supports Wan backbones only")
+    """Widen the patch embedding of the DiT behind `view` (Wan, CogVideoX 1.0) for `kinds` (e.g. ["canny", "depth"])."""
     return ConcatControlHandle(view.transformer, kinds, latent_channels, name)
