@@ -10,15 +10,7 @@ from safetensors.torch import save_file
 from cinetune.backbones import load_backbone
 from cinetune.core.lora_file import LoraFile, parse_lora_spec
 from cinetune.errors import CinetuneError
-from tests.conftest import tiny_wan_components
-
-
-def _forward(transformer):
-    g = torch.Generator().manual_seed(1)
-    x, e = torch.randn(1, 16, 2, 8, 8, generator=g), torch.randn(1, 5, 32, generator=g)
-    with torch.no_grad():
-        return transformer(hidden_states=x, timestep=torch.tensor([500.0]), encoder_hidden_states=e,
-                           return_dict=False)[0]
+from tests.methods.distill.test_lora import _forward
 
 
 def _self_attention_lora(transformer, rank=4, seed=0) -> dict[str, torch.Tensor]:

@@ -11,16 +11,18 @@ def median_time(fn, repeats: int, warmup: int = 1, sync=None) -> float:
     runs before each clock read."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median([_timed(fn, sync) for _ in range(repeats)])
+
+
+def _timed(fn, sync=None) -> float:
+    """Wall seconds of one fn() call, `sync` run before each clock read."""
+    if sync:
+        sync()
+    t0 = time.perf_counter()
+    fn()
+    if sync:
+        sync()
+    return time.perf_counter() - t0
 
 
 def interleaved_medians(cases: dict, repeats: int, warmup: int = 1, sync=None) -> dict[str, float]:
@@ -32,12 +34,7 @@ def interleaved_medians(cases: dict, repeats: int, warmup: int = 1, sync=None) -
     for r in range(warmup + repeats):
         for name, case in cases.items():
             with case() as fn:
-                if sync:
-                    sync()
-                t0 = time.perf_counter()
-                fn()
-                if sync:
-                    sync()
-                if r >= warmup:
-                    times[name].append(time.perf_counter() - t0)
+                t = _timed(fn, sync)
+            if r >= warmup:
+                times[name].append(t)
     return {name: statistics.median(t) for name, t in times.items()}
