@@ -189,3 +189,26 @@ def test_box_labels_stack_clips_with_different_numbers_of_people():
         assert set(row.unique().tolist()) <= set(range(-1, n)) and (row >= 0).any()
         refs, present = reference_crops(clip, 24)
         assert int(present.sum()) == n and refs.shape == (MAX_REFS, 3, 24, 24)
+
+
+def test_on_cogvideox_the_papers_base_identity_at_init_routing_and_removal():
+    from cinetune.backbones import load_backbone
+
+    torch.manual_seed(0)
+    cog = load_backbone("toy-cogvideox", random_init=True)
+    cog.transformer.eval()
+    m = IngredientsModel.new(cog, interval=2, num_queries=4, id_tokens=2, projector_dim=32)
+    lat, t, emb = _inputs(cog)
+    with torch.no_grad():
+        base = cog.view(lat, t, emb)
+        with m.attach(cog) as att:
+            att.prepare(m.references(cog, _faces(2, 3), 64, 64))
+            att.before_step(lat, t, emb, 1.0)
+            assert torch.equal(cog.view(lat, t, emb), base)  # zero-initialised injectors and canvas slot
+            assert att.logits and all(lg.shape == (2, 3 * 8 * 8, 3) for lg in att.logits.values())
+            _perturb(m)
+            acting = cog.view(lat, t, emb)
+            assert not torch.allclose(acting, base)
+            m.module.slot.zero_()  # the canvas slot alone moves the output too
+            assert not torch.allclose(cog.view(lat, t, emb), acting)
+        assert torch.equal(cog.view(lat, t, emb), base)  # removed

@@ -121,8 +121,14 @@ class IngredientsAttachment(Handle):
         tr = backbone.transformer
         self.state, self.base, self.logits = state_of(tr), None, {}
         self.module = model.module.to(backbone.device)
-        self.add(add_attention_hooks(tr, backbone.view.blocks, OWNER, self.module.blocks, self._compute).remove)
-        hook = tr.patch_embedding.register_forward_hook(self._slot)
+        # Wan: the identity cross-attention joins each block's text cross-attention and the canvas the patch
+        # embedding's output; CogVideoX (the paper's base) has one joint attention per block and a patch embedding
+        # that returns text tokens then video tokens
+        cog = backbone.view.family == "cogvideox"
+        self.add(add_attention_hooks(tr, backbone.view.blocks, OWNER, self.module.blocks, self._compute,
+                                     attention="attn1" if cog else "attn2").remove)
+        hook = tr.patch_embed.register_forward_hook(self._slot_cogvideox) if cog else \
+            tr.patch_embedding.register_forward_hook(self._slot)
         self.add(hook.remove)
         if model.lora_rank:
             self.add(add_lora(tr, rank=model.lora_rank, name=LORA).remove)
@@ -181,15 +187,29 @@ class IngredientsAttachment(Handle):
             term = term * extras["local"].to(term.dtype).view(-1, 1, 1)
         return self.model.face_scale * term
 
-    def _slot(self, module, args, output):
+    def _slot_term(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The canvas slot's embedding for latents x (B, C, F', h, w) (on frame 0; zeros after), scaled; None when off."""
         extras = self.state.extras.get(OWNER)
         if not extras or extras.get("canvas") is None or self.state.scale(OWNER, -1) == 0.0:
-            return output
-        x, canvas = args[0], extras["canvas"]
+            return None
+        canvas = extras["canvas"]
         slot = torch.cat([canvas.to(x.dtype), x.new_zeros(x.shape[0], canvas.shape[1], x.shape[2] - 1, *x.shape[3:])], 2)
         if extras.get("global") is not None:
             slot = slot * extras["global"].to(x.dtype).view(-1, 1, 1, 1, 1)
-        return output + self.state.scale(OWNER, -1) * self.module.slot_embedding(slot).to(output.dtype)
+        return self.state.scale(OWNER, -1) * self.module.slot_embedding(slot)
+
+    def _slot(self, module, args, output):
+        term = self._slot_term(args[0])
+        return output if term is None else output + term.to(output.dtype)
+
+    def _slot_cogvideox(self, module, args, output):
+        """patch_embed(text, image (B, F', C, h, w)) -> (B, L + N, D): the slot's tokens join the video tokens (frame
+        by frame, row-major, the order CogVideoX flattens them in)."""
+        term = self._slot_term(args[1].transpose(1, 2))
+        if term is None:
+            return output
+        tokens = term.flatten(2).transpose(1, 2).to(output.dtype)  # (B, N, D)
+        return torch.cat([output[:, :-tokens.shape[1]], output[:, -tokens.shape[1]:] + tokens], 1)
 
     # -- training -------------------------------------------------------------------------------------------------
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
