@@ -185,3 +185,31 @@ def test_without_mce_and_width_checks(pair):
     wrong = ScaleAdapter([[0, 0]], small_dim=64, large_dim=256)
     with pytest.raises(CinetuneError, match="widths"):
         ScaleAdapterModel(wrong, "x", "toy-small", KINDS).attach(large, small=small, small_control=ctl)
+
+
+def test_on_cogvideox_a_small_model_steers_a_large_one():
+    """CogVideoX-2B steering 5B, at toy size: the small model's time embedding and projected text are captured from
+    CogVideoX's own modules, its joint attention initialises the adapters'."""
+    torch.manual_seed(0)
+    large, small = load_backbone("toy-cogvideox", random_init=True), load_backbone("toy-cogvideox", random_init=True)
+    for b in (large, small):
+        b.transformer.eval().requires_grad_(False)
+    ctl = new_control_model("concat", small, KINDS)
+    adapter = new_scale_adapter(large, small, ctl, count=2)
+    assert adapter.adapters[0].time_proj.in_features == small.transformer.config.time_embed_dim
+    model = ScaleAdapterModel(adapter, "unused", "toy-cogvideox", KINDS)
+    g = torch.Generator().manual_seed(1)
+    lat, t = torch.randn(1, 16, 3, 16, 16, generator=g), torch.tensor([400.0])
+    emb = large.text_encoder(["a red circle moves left"])
+    with torch.no_grad():
+        base = large.view(lat, t, emb)
+        with model.attach(large, small=small, small_control=ctl) as att:
+            att.prepare(cond_latents())
+            att.before_step(lat, t, emb)
+            assert torch.equal(large.view(lat, t, emb), base)  # zero-initialised up-projections
+            assert att.captured["text"].shape == (1, emb.shape[1], small.view.hidden_size)
+            for a in adapter.adapters:
+                torch.nn.init.normal_(a.up.weight, std=0.02)
+            att.before_step(lat, t, emb)
+            assert not torch.allclose(large.view(lat, t, emb), base)
+        assert torch.equal(large.view(lat, t, emb), base)

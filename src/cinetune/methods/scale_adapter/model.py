@@ -99,11 +99,12 @@ def new_scale_adapter(large, small, small_control: ControlModel, count: int | No
         raise CinetuneError("large and small backbones must share the VAE and patch size (one-to-one token grids)")
     pairs = pair_blocks(lv.num_blocks, sv.num_blocks, count, strategy, large_blocks, small_blocks)
     heads = sv.transformer.config.num_attention_heads
+    temb = sv.transformer.config.time_embed_dim if sv.family == "cogvideox" else None
     adapter = ScaleAdapter([list(p) for p in pairs], sv.hidden_size, lv.hidden_size, heads,
-                           large.codec.channels, list(sv.patch_size), **kwargs)
+                           large.codec.channels, list(sv.patch_size), temb_dim=temb, **kwargs)
     if init_attention:
         for a, (_, j) in zip(adapter.adapters, pairs):
-            a.attn.init_from_wan_block(sv.blocks[j])
+            a.attn.init_from_block(sv.blocks[j])
     return adapter
 
 
@@ -125,14 +126,24 @@ class ScaleAttachment(Handle):
         self.captured: dict = {}
         pairs = adapter.pairs
         hooks = [sv.blocks[j].register_forward_hook(self._capture(j)) for j in sorted({j for _, j in pairs})]
-        emb = small.transformer.condition_embedder
-        hooks.append(emb.register_forward_hook(lambda m, a, out: self.captured.update(temb=out[0], text=out[2])))
+        hooks += self._capture_text_and_time(small.transformer, sv.family)
         self.add(lambda: [h.remove() for h in hooks])
         self.add(add_residual_hooks(large.transformer, lv.blocks, self.name, [i for i, _ in pairs]).remove)
         self.cond_latents: dict[str, torch.Tensor] | None = None
         self.present: torch.Tensor | None = None
         self._slots: dict[str, str] | None = None
         self.routing: torch.Tensor | None = None  # (B, adapters, K, E) of the last call
+
+    def _capture_text_and_time(self, small_tr, family: str) -> list:
+        """Hooks that keep the small model's timestep embedding and projected text: Wan's condition embedder
+        returns both; CogVideoX's time embedding gives the one, its patch embedding (text tokens, then video) the
+        other."""
+        if family == "wan":
+            return [small_tr.condition_embedder.register_forward_hook(
+                lambda m, a, out: self.captured.update(temb=out[0], text=out[2]))]
+        return [small_tr.time_embedding.register_forward_hook(lambda m, a, out: self.captured.update(temb=out)),
+                small_tr.patch_embed.register_forward_hook(
+                    lambda m, a, out: self.captured.update(text=out[:, :a[0].shape[1]]))]
 
     def _capture(self, j: int):
         def hook(module, args, output):

@@ -64,9 +64,12 @@ class AdapterAttention(nn.Module):
         return x + self.o2(self._attend(self.q2(h), self.k2(text), self.v2(text)))
 
     @torch.no_grad()
-    def init_from_wan_block(self, block: nn.Module) -> None:
-        """Copy the q/k/v/out projections of a diffusers WanTransformerBlock's attn1 / attn2."""
-        for mine, theirs in ((("q1", "k1", "v1", "o1"), block.attn1), (("q2", "k2", "v2", "o2"), block.attn2)):
+    def init_from_block(self, block: nn.Module) -> None:
+        """Copy the q/k/v/out projections of the paired small block: a WanTransformerBlock's self- and text
+        cross-attention (attn1 / attn2), or a CogVideoXBlock's one joint attention over text and video (attn1) into
+        both."""
+        cross = getattr(block, "attn2", None) or block.attn1
+        for mine, theirs in ((("q1", "k1", "v1", "o1"), block.attn1), (("q2", "k2", "v2", "o2"), cross)):
             for name, src in zip(mine, (theirs.to_q, theirs.to_k, theirs.to_v, theirs.to_out[0])):
                 getattr(self, name).load_state_dict(src.state_dict())
 
@@ -170,11 +173,13 @@ class ScaleAdapter(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, pairs: list[list[int]], small_dim: int = 128, large_dim: int = 256, heads: int = 2,
                  latent_channels: int = 16, patch_size: list[int] = (1, 2, 2), mce: bool = True, num_experts: int = 3,
-                 top_k: int = 2, expert_hidden: int | None = None, expert_rank: int = 16):
+                 top_k: int = 2, expert_hidden: int | None = None, expert_rank: int = 16, temb_dim: int | None = None):
         super().__init__()
+        # temb_dim: the small model's timestep embedding width (Wan: its hidden width; CogVideoX: time_embed_dim)
         self.cond_embed = nn.Conv3d(latent_channels, small_dim, tuple(patch_size), tuple(patch_size)) if mce else None
         self.adapters = nn.ModuleList(
-            ScaleAdapterBlock(small_dim, large_dim, heads, small_dim, mce, num_experts, top_k, expert_hidden, expert_rank)
+            ScaleAdapterBlock(small_dim, large_dim, heads, temb_dim or small_dim, mce, num_experts, top_k,
+                              expert_hidden, expert_rank)
             for _ in pairs)
 
     @property
