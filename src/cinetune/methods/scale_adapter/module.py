@@ -68,7 +68,7 @@ class AdapterAttention(nn.Module):
         """Copy the q/k/v/out projections of the paired small block: a WanTransformerBlock's self- and text
         cross-attention (attn1 / attn2), or a CogVideoXBlock's one joint attention over text and video (attn1) into
         both."""
-        cross = getattr(block, "attn2", None) or block.attn1
+        cross = block.attn2 if getattr(block, "attn2", None) is not None else block.attn1
         for mine, theirs in ((("q1", "k1", "v1", "o1"), block.attn1), (("q2", "k2", "v2", "o2"), cross)):
             for name, src in zip(mine, (theirs.to_q, theirs.to_k, theirs.to_v, theirs.to_out[0])):
                 getattr(self, name).load_state_dict(src.state_dict())
