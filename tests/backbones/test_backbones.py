@@ -123,6 +123,6 @@ def test_a_directory_takes_its_defaults_from_the_checkpoint(tiny_wan_dir, tmp_pa
     from cinetune.backbones.loading import _directory_preset
 
     cog = _directory_preset(tmp_path, "cogvideox", {"sample_frames": 81, "sample_height": 96, "sample_width": 170,
-                                                    "patch_size_t": 2, "max_text_seq_length": 224})
+                                                    "patch_size_t": 2, "max_text_seq_length": 224}, {})
     assert (cog.frames, cog.height, cog.width, cog.fps, cog.max_text_len) == (81, 768, 1360, 16, 224)  # CogVideoX 1.5
-    assert _directory_preset(tmp_path, "cogvideox", {"sample_frames": 49}).fps == 8  # 1.0: no temporal patch
+    assert _directory_preset(tmp_path, "cogvideox", {"sample_frames": 49}, {}).fps == 8  # 1.0: no temporal patch

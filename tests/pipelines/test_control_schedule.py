@@ -17,7 +17,8 @@ from tests.pipelines.test_adapted import KW, controls, pipe, small  # noqa: F401
 def test_schedule_per_kind_values_defaults_and_errors():
     s = ControlSchedule.of(["canny", "depth"], {"depth": 0.5}, 0.0, {"canny": 0.5})
     assert s.weights(0.0) == {"canny": 1.0, "depth": 0.5} and s.weights(0.5) == {"canny": 0.0, "depth": 0.5}
-    assert not s.uniform and ControlSchedule.of(["canny", "depth"], 0.7).uniform
+    assert not s.uniform() and ControlSchedule.of(["canny", "depth"], 0.7).uniform()
+    assert s.uniform(["canny"]) and not s.uniform(["canny", "depth"])
     with pytest.raises(CinetuneError, match="pose, which is not among"):
         ControlSchedule.of(["canny"], {"pose": 1.0})
     with pytest.raises(CinetuneError, match="for depth"):

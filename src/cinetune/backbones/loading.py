@@ -138,12 +138,10 @@ def _check_dir(root: Path) -> dict:
     return extra
 
 
-def _directory_preset(root: Path, family: str, tcfg: dict) -> BackbonePreset:
+def _directory_preset(root: Path, family: str, tcfg: dict, scfg: dict) -> BackbonePreset:
     """Defaults of a directory that is no known preset, read from the checkpoint where it says them: CogVideoX's
     transformer config holds its sample size (latent units, VAE 8x spatially) and 1.5's temporal patch (16 fps, 1.0: 8
     fps); Wan's does not, so its release defaults (81 x 480 x 832 at 16 fps) with the scheduler's own flow shift."""
-    scfg_path = root / "scheduler" / "scheduler_config.json"
-    scfg = _read_json(scfg_path) if scfg_path.is_file() else {}
     common = dict(name=root.name, family=family, description=f"local directory {root}")
     if family == "cogvideox":
         return BackbonePreset(**common, frames=int(tcfg.get("sample_frames", 49)),
@@ -163,9 +161,10 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None, dtype
     root = Path(root).expanduser()
     extra = _check_dir(root)
     tcfg = _read_json(root / "transformer" / "config.json")
+    scfg = _read_json(root / "scheduler" / "scheduler_config.json")
     family = "cogvideox" if "CogVideoX" in tcfg.get("_class_name", "") else "wan"
     if preset is None:
-        preset = _directory_preset(root, family, tcfg)
+        preset = _directory_preset(root, family, tcfg, scfg)
     if "preset" in extra:
         preset = replace(preset, **{k: v for k, v in extra["preset"].items() if k in ("frames", "height", "width",
                                                                                         "fps", "flow_shift", "max_text_len")})
@@ -174,7 +173,6 @@ def load_directory(root: str | Path, preset: BackbonePreset | None = None, dtype
         transformer = _transformer_cls(family).from_pretrained(root / "transformer", use_safetensors=True,
                                                                **({"torch_dtype": dtype} if dtype else {}))
         vae = _vae_from_dir(root / "vae")
-        scfg = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
         scheduler = getattr(diffusers, scfg["_class_name"]).from_pretrained(root / "scheduler")
         if extra.get("text_encoder") == "minilm":
             text = minilm_encoder(preset.max_text_len)

@@ -44,9 +44,7 @@ def apply_memory(backbone, device: torch.device, opts: MemoryOptions) -> None:
     if opts.vae_slicing:
         _enable(vae, "enable_slicing", "VAE slicing")
     if opts.fp8:
-        backbone.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
-                                                      compute_dtype=opts.torch_dtype)
-        backbone.transformer._cinetune_compute_dtype = opts.torch_dtype
+        enable_fp8(backbone.transformer, opts.torch_dtype)
     backbone.execution_device = device
     if opts.offload == "none":
         backbone.to(device)
@@ -62,6 +60,13 @@ def apply_memory(backbone, device: torch.device, opts: MemoryOptions) -> None:
         apply_group_offloading(backbone.transformer, onload_device=device, offload_device=cpu,
                                offload_type=f"{opts.offload}_level", use_stream=stream,
                                **({"num_blocks_per_group": 1} if opts.offload == "block" else {}))
+
+
+def enable_fp8(transformer: torch.nn.Module, compute: torch.dtype) -> None:
+    """diffusers' layerwise casting: weights stored in float8_e4m3fn, each layer upcast to `compute` as it runs;
+    `compute_dtype` reads the compute dtype back."""
+    transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
+    transformer._cinetune_compute_dtype = compute
 
 
 def _enable(vae, method: str, what: str) -> None:

@@ -12,10 +12,11 @@ from ..errors import CinetuneError
 class TextEncoder(torch.nn.Module):
     """Tokenizer + encoder pair. `forward(prompts) -> (B, max_len, dim)`; frozen, no grad."""
 
-    def __init__(self, tokenizer, model, max_len: int, zero_padding: bool = True, use_mask: bool = True):
+    def __init__(self, tokenizer, model, max_len: int, zero_padding: bool = True):
         super().__init__()
+        # zero_padding: the attention mask passed and padded positions zeroed (WanPipeline); off, the padding is
+        # encoded like any token and kept (CogVideoXPipeline)
         self.tokenizer, self.model, self.max_len, self.zero_padding = tokenizer, model, max_len, zero_padding
-        self.use_mask = use_mask  # WanPipeline passes T5 the attention mask; CogVideoXPipeline encodes the padding too
         self.model.requires_grad_(False).eval()
         self._cache: dict[str, torch.Tensor] = {}
 
@@ -49,7 +50,7 @@ class TextEncoder(torch.nn.Module):
         dev = next(self.model.parameters()).device
         mask = tok["attention_mask"].to(dev)
         hidden = self.model(input_ids=tok["input_ids"].to(dev),
-                            **({"attention_mask": mask} if self.use_mask else {})).last_hidden_state
+                            **({"attention_mask": mask} if self.zero_padding else {})).last_hidden_state
         if self.zero_padding:
             hidden = hidden * mask[..., None].to(hidden.dtype)
         return hidden[0].float().cpu()
@@ -82,4 +83,4 @@ def checkpoint_encoder(root: Path, max_len: int, zero_padding: bool, dtype: torc
     cls = UMT5EncoderModel if cfg.model_type == "umt5" else T5EncoderModel
     model = cls.from_pretrained(root / "text_encoder", use_safetensors=True, **({"dtype": dtype} if dtype else {}))
     tok = AutoTokenizer.from_pretrained(root / "tokenizer")
-    return TextEncoder(tok, model, max_len, zero_padding, use_mask=zero_padding)
+    return TextEncoder(tok, model, max_len, zero_padding)

@@ -1,7 +1,8 @@
 """`cinetune bench gpu`: the whole Wan2.1-1.3B transformer (random weights, bf16, SDPA attention) at the real
 81 x 480 x 832 (32,760 tokens): seconds per denoiser call (batch 1, and batch 2 as classifier-free guidance runs it),
 model FLOPs utilisation against the card's dense bf16 peak, and peak device memory; then each control adapter's
-per-step overhead and extra memory on top of it (`bench latency`'s per-part measurement at the same size). Writes
+per-step overhead on top of it (`bench latency`'s per-part measurement at the same size; the adapters' own memory is
+not measured yet). Writes
 benchmarks/results/gpu.md. Without a GPU it runs a tiny configuration (`tests/bench/test_gpu.py`), for the code path
 only: CPU figures are not GPU figures."""
 
@@ -20,10 +21,9 @@ PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 
 
 def peak_flops(name: str) -> float | None:
-    hits = [v for k, v in PEAK_BF16.items() if k in name]
     if "H100" in name and "PCIe" in name:
         return 756e12
-    return hits[0] if hits else None
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
 def forward_flops(c: dict, tokens: int, text_len: int = 512) -> float:

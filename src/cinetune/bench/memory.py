@@ -45,32 +45,32 @@ def _build(size: str, dtype: torch.dtype):
 
 def child(setting: str, size: str, device: str) -> dict:
     """One setting in this process: build, place, one denoiser call (9 frames at 128x128); peak memory."""
+    import gc
     import resource
 
-    from ..backbones.memory import compute_dtype
+    from ..backbones.memory import DTYPES, compute_dtype, enable_fp8
 
     dtype_name, fp8, offload = SETTINGS[setting]
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    dtype = DTYPES[dtype_name]
     model = _build(size, dtype)
     if fp8:
-        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
-        model._cinetune_compute_dtype = dtype
+        enable_fp8(model, dtype)
     dev = torch.device(device)
     if offload != "none":
         from diffusers.hooks import apply_group_offloading
 
         apply_group_offloading(model, onload_device=dev, offload_device=torch.device("cpu"),
-                               offload_type=f"{offload}_level", **({"num_blocks_per_group": 1} if offload == "block" else {}))
+                               offload_type=f"{offload}_level",
+                               **({"num_blocks_per_group": 1} if offload == "block" else {}))
     else:
         model.to(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     cd = compute_dtype(model)
     with torch.no_grad():
-        model(hidden_states=torch.randn(1, 16, 3, 16, 16, device=dev, dtype=cd), timestep=torch.tensor([500.0], device=dev),
+        model(hidden_states=torch.randn(1, 16, 3, 16, 16, device=dev, dtype=cd),
+              timestep=torch.tensor([500.0], device=dev),
               encoder_hidden_states=torch.randn(1, 512, 4096, device=dev, dtype=cd), return_dict=False)
-    import gc
-
     gc.collect()
     params = sum(p.numel() for p in model.parameters())
     out = {"params": params, "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -93,7 +93,8 @@ def _current_rss_gib() -> float:
 
 
 def run(out: Path, quick: bool = False) -> Path:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
     size = "wan2.1-1.3b"
     rows = {}
     for setting, (_, _, offload) in SETTINGS.items():
@@ -114,11 +115,12 @@ def run(out: Path, quick: bool = False) -> Path:
              "maximum resident set (weights, activations and the Python/torch runtime). The text encoder and VAE are "
              "not included (docs/memory.md).", "",
              "| setting | parameters | weights GiB (vs first) | peak RSS GiB (vs first) | resident after the call GiB |"
-             + (" peak device GiB |" if device == "cuda" else ""), "|---|---:|---:|---:|---:|" + ("---:|" if device == "cuda" else "")]
+             + (" peak device GiB |" if cuda else ""), "|---|---:|---:|---:|---:|" + ("---:|" if cuda else "")]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['params'] / 1e9:.2f} B | {r['weights_gib']:.2f} ({r['weights_gib'] / base['weights_gib']:.2f}x) | "
-                     f"{r['rss_gib']:.2f} ({r['rss_gib'] / base['rss_gib']:.2f}x) | {r['held_gib']:.2f} |"
-                     + (f" {r['device_gib']:.2f} |" if device == "cuda" else ""))
+        w, rss = r["weights_gib"], r["rss_gib"]
+        lines.append(f"| {name} | {r['params'] / 1e9:.2f} B | {w:.2f} ({w / base['weights_gib']:.2f}x) | "
+                     f"{rss:.2f} ({rss / base['rss_gib']:.2f}x) | {r['held_gib']:.2f} |"
+                     + (f" {r['device_gib']:.2f} |" if cuda else ""))
     lines += ["", "Weights: the bytes of the model's parameter tensors as held. The process's resident memory does not "
               "fall as far for fp8 storage: its weights are cast from their bf16 load (as `from_pretrained` then "
               "`enable_layerwise_casting` does), and the allocator keeps the freed bf16 pages; on a GPU the cast "

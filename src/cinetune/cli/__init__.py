@@ -117,8 +117,11 @@ def cmd_generate(a: argparse.Namespace) -> None:
                             f"--model {student.base}, or the student itself as --model)")
     memory = MemoryOptions(dtype=a.dtype, offload=a.offload, fp8=a.fp8, vae_tiling=a.vae_tiling,
                            vae_slicing=a.vae_slicing, release_text_encoder=a.release_text_encoder)
-    pipe = (TextToVideoPipeline(student.load_base(memory.torch_dtype), a.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                                memory) if student else TextToVideoPipeline.from_pretrained(a.model, a.device, memory=memory))
+    if student:
+        device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        pipe = TextToVideoPipeline(student.load_base(memory.torch_dtype), device, memory)
+    else:
+        pipe = TextToVideoPipeline.from_pretrained(a.model, a.device, memory=memory)
     pipe.check_size(a.frames or pipe.backbone.preset.frames, a.height or pipe.backbone.preset.height,
                     a.width or pipe.backbone.preset.width)
     guidance = a.guidance if a.guidance is not None else (1.0 if student else 5.0)  # students are guidance-distilled

@@ -15,9 +15,10 @@ KINDS = ("canny", "hed", "depth", "normal", "pose", "segmentation", "scribble", 
 def get_extractor(kind: str, backend: str = "auto", edges: str = "canny", **options) -> Extractor:
     """Build the extractor for `kind`.
 
-    backend: for depth / normal / segmentation / pose: "toy" (shipped toy annotator), a local transformers model
-    directory (depth, normal, segmentation) or "module:function" (see each class). edges: the edge map scribble,
-    lineart and mlsd start from ("canny" or "hed"). options: the class's own keyword arguments."""
+    backend: for depth / normal / segmentation / pose: "auto" (the shipped toy annotator on toy-world sizes, else a
+    request for a model), "toy" (the toy annotator always), a local transformers model directory (depth, normal,
+    segmentation: their Auto classes; pose: ViTPose) or "module:function" (see each class). edges: the edge map
+    scribble, lineart and mlsd start from ("canny" or "hed"). options: the class's own keyword arguments."""
     if kind not in KINDS:
         raise CinetuneError(f"unknown condition {kind!r}; known: {', '.join(KINDS)}")
     if edges not in ("canny", "hed"):  # checked for every kind: a wrong value is refused, not ignored

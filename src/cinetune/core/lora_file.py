@@ -4,6 +4,7 @@ through diffusers' own conversion and PEFT injection, stackable with every adapt
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class LoraFile:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        if not torch.isfinite(torch.tensor(float(scale))):
+        if not math.isfinite(float(scale)):
             raise CinetuneError(f"--lora {path}: scale must be a finite number, got {scale}")
         self.path, self.scale = Path(path).expanduser(), float(scale)
         file = _weights_file(self.path)

@@ -128,12 +128,9 @@ class _StepScales:
         self.kinds = [[k for k in getattr(m, "kinds", []) if k in schedule.scale] for m in models]
         self.shares: dict[int, dict] = {}
         for m, att, kinds in zip(models, attached, self.kinds):
-            if len(kinds) > 1 and not hasattr(att, "set_condition_weights"):
-                sub = ControlSchedule({k: schedule.scale[k] for k in kinds}, {k: schedule.start[k] for k in kinds},
-                                      {k: schedule.end[k] for k in kinds})
-                if not sub.uniform:
-                    raise CinetuneError(f"{m.method} takes its conditions together: give one control scale and "
-                                        f"window for {', '.join(kinds)}")
+            if not hasattr(att, "set_condition_weights") and not schedule.uniform(kinds):
+                raise CinetuneError(f"{m.method} takes its conditions together: give one control scale and window "
+                                    f"for {', '.join(kinds)}")
 
     def __call__(self, fraction: float) -> list[float]:
         out, w = [], self.schedule.weights(fraction)

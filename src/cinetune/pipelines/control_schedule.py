@@ -48,10 +48,11 @@ class ControlSchedule:
     def weights(self, fraction: float) -> dict[str, float]:
         return {k: (v if self.start[k] <= fraction < self.end[k] else 0.0) for k, v in self.scale.items()}
 
-    @property
-    def uniform(self) -> bool:
-        """Every kind has the same scale and window (what a method that takes its conditions together can do)."""
-        return len({(self.scale[k], self.start[k], self.end[k]) for k in self.scale}) <= 1
+    def uniform(self, kinds: list[str] | None = None) -> bool:
+        """Every kind (of `kinds`, default all) has the same scale and window: what a method that takes its
+        conditions together can do."""
+        kinds = self.scale if kinds is None else kinds
+        return len({(self.scale[k], self.start[k], self.end[k]) for k in kinds}) <= 1
 
 
 def split_weights(weights: dict[str, float]) -> tuple[float, dict[str, float]]:

@@ -149,12 +149,11 @@ class TextToVideoPipeline:
         # CogVideoXDPMScheduler (what the released CogVideoX checkpoints ship) steps from the previous step's x0
         # estimate and timestep, and draws its noise from the call's generator, as CogVideoXPipeline calls it
         dpm = type(scheduler).__name__ == "CogVideoXDPMScheduler"
-        generator, x0 = torch.Generator().manual_seed(seed), None
+        generator, x0, m = torch.Generator().manual_seed(seed), None, self.backbone.view
         for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
             x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
             pred = guided(x, t, i)
             if dpm:  # in the model's own layout, so the step's noise is drawn as diffusers draws it
-                m = self.backbone.view
                 latents, x0 = scheduler.step(m.to_model(pred), x0, t, timesteps[i - 1] if i > 0 else None,
                                              m.to_model(latents), generator=generator, return_dict=False)
                 latents = m.from_model(latents)

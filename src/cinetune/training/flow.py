@@ -92,12 +92,14 @@ class FlowMatchingTask(Task):
         sigmas (Wan, toy), or the DDPM-family prediction its scheduler names at uniform integer timesteps (CogVideoX:
         v-prediction over the scheduler's alphas_cumprod, SNR shift included, as its training code does)."""
         c, sched = self.cfg, self.backbone.scheduler
-        if is_flow_scheduler(sched):
-            sigmas = torch.cat([sample_sigmas(1, c.timestep_shift, g, c.timestep_sampling, c.logit_mean, c.logit_std)
+        flow = is_flow_scheduler(sched)
+        if flow:  # per sample: its noise level (sigma, or an integer timestep) first, then its noise
+            levels = torch.cat([sample_sigmas(1, c.timestep_shift, g, c.timestep_sampling, c.logit_mean, c.logit_std)
                                 for g in gens])
-            noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
-            return flow_matching_inputs(x0, sigmas.to(x0.device), noise)
-        T = int(sched.config.num_train_timesteps)
-        t = torch.cat([torch.randint(0, T, (1,), generator=g) for g in gens]).to(x0.device)
+        else:
+            levels = torch.cat([torch.randint(0, int(sched.config.num_train_timesteps), (1,), generator=g)
+                                for g in gens])
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(x0.device)
-        return diffusion_inputs(x0, t, noise, sched.alphas_cumprod, sched.config.prediction_type)
+        if flow:
+            return flow_matching_inputs(x0, levels.to(x0.device), noise)
+        return diffusion_inputs(x0, levels.to(x0.device), noise, sched.alphas_cumprod, sched.config.prediction_type)

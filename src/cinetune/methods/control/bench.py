@@ -111,11 +111,11 @@ def run(out: Path, quick: bool = False) -> Path:
     clips, conds = eval_set(plan.n_eval)
     feats = ToyFeatures()
     curve_set = (clips[:plan.n_curve], conds[:plan.n_curve])
-    rows, curves = [], {}
+    rows, curves, runs = [], {}, {}
     for method in ("controlnext", "dit-controlnet", "concat"):
         # the main ControlNeXt row is the paper's form (the variants below add the others)
-        run_dir = _train(method, plan.root, plan.steps, plan.every, quick,
-                         **({"norm": "paper"} if method == "controlnext" else {}))
+        run_dir = runs[method] = _train(method, plan.root, plan.steps, plan.every, quick,
+                                        **({"norm": "paper"} if method == "controlnext" else {}))
         rows.append(_method_row(method, run_dir, pipe, clips, conds, plan, feats, base_params))
         if method != "concat":  # (concat's widened patch embedding is not in the checkpoint's adapter keys)
             label = "ControlNeXt, paper cross-norm" if method == "controlnext" else "DiT-ControlNet"
@@ -128,8 +128,7 @@ def run(out: Path, quick: bool = False) -> Path:
         if norm != "paper":
             run_dir = _train("controlnext", plan.root, plan.steps, plan.every, quick, norm=norm)
             curves[f"ControlNeXt, {label}"] = _curve(run_dir, pipe, *curve_set, plan.sample_steps, base_state)
-    subsets = _subsets(_train("controlnext", plan.root, plan.steps, plan.every, quick, norm="paper"), pipe, clips, conds,
-                       plan)
+    subsets = _subsets(runs["controlnext"], pipe, clips, conds, plan)
     path = out / "control.md"
     write_text(path, "\n".join(_report(plan, rows, bare_row, curves, bare_curve) + _subset_lines(subsets, bare_row)
                                 + [f"Wall time {time.perf_counter() - t_start:.0f} s.", ""]))
@@ -168,8 +167,8 @@ def _report(plan: Plan, rows: list[dict], bare_row: dict, curves: dict, bare_cur
     reach = steps_to_reach(curves["ControlNeXt, paper cross-norm"], curves["DiT-ControlNet"][-1][1])
     lines = ["# Control adapters on frozen toy-large", "",
              f"`cinetune bench control{' --quick' if quick else ''}`: each method trained jointly on canny + depth + "
-             f"pose (each left out at random, `control.dropout`) for **{steps} steps** (batch {batch}, lr 1e-4) from the shipped toy-large, then evaluated on "
-             f"{n_eval} held-out clips ({sample_steps} sampling steps, guidance 5). Adherence re-extracts each "
+             f"pose (each left out at random, `control.dropout`) for **{steps} steps** (batch {batch}, lr 1e-4) from "
+             f"the shipped toy-large, then evaluated on {n_eval} held-out clips ({sample_steps} sampling steps, guidance 5). Adherence re-extracts each "
              "condition from the generated video (canny: OpenCV; depth and pose: the toy annotator) and compares it "
              "with the clip's (edge F1 ↑, aligned depth error ↓, PCK@3.2px ↑). FVD and alignment use the toy video "
              "encoder. Latency: one denoiser call (CFG batch 2, 17x64x64), median of repeated runs in one process, "
