@@ -111,6 +111,8 @@ BASES = {
                              "--out", str(o / "bs.md")],
     "distill export-lora": lambda f, o: ["--student", "toy-large-4step", "--rank", "1", "--out",
                                          str(o / "lora.safetensors")],
+    # --dry-run: builds the page and exits; serving is tested in tests/ui
+    "ui": lambda f, o: ["--model", "toy-small", "--dry-run", "--out", str(o / "ui")],
     "distill add-interpolator": lambda f, o: ["--student", "toy-large-4step", "--interpolator", "toy-interpolator",
                                               "--out", str(o / "student")],
 }

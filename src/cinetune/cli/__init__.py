@@ -69,6 +69,18 @@ def _int_in(lo: int, hi: int | None = None):
     return parse
 
 
+def _host(text: str) -> str:
+    """argparse type for --host: an IP address or localhost (a name would need a DNS lookup: the network)."""
+    import ipaddress
+
+    if text == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r} (127.0.0.1, 0.0.0.0, ::1)") from None
+
+
 _seed = _int_in(0, 2**63 - 1)  # what numpy and torch both take
 _at_least_one = _int_in(1)
 
@@ -94,7 +106,6 @@ def _device(spec: str) -> str:
 def cmd_generate(a: argparse.Namespace) -> None:
     import torch
 
-    from ..backbones.memory import MemoryOptions
     from ..io import check_writable
     from ..pipelines import TextToVideoPipeline
 
@@ -115,8 +126,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
     if student and a.model != student.base and not _names_student(a.model):
         raise CinetuneError(f"the student was distilled from {student.base}; --model {a.model} is another base (give "
                             f"--model {student.base}, or the student itself as --model)")
-    memory = MemoryOptions(dtype=a.dtype, offload=a.offload, fp8=a.fp8, vae_tiling=a.vae_tiling,
-                           vae_slicing=a.vae_slicing, release_text_encoder=a.release_text_encoder)
+    memory = _memory(a)
     if student:
         device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
         pipe = TextToVideoPipeline(student.load_base(memory.torch_dtype), device, memory)
@@ -149,6 +159,42 @@ def cmd_generate(a: argparse.Namespace) -> None:
             raise CinetuneError("--control needs --adapter PATH|NAME")
         res = pipe(a.prompt, **kw)
     _write_generated(res, out, pipe.backbone.preset.fps)
+
+
+def _memory(a: argparse.Namespace):
+    from ..backbones.memory import MemoryOptions
+
+    return MemoryOptions(dtype=a.dtype, offload=a.offload, fp8=a.fp8, vae_tiling=a.vae_tiling,
+                         vae_slicing=a.vae_slicing, release_text_encoder=a.release_text_encoder)
+
+
+def cmd_ui(a: argparse.Namespace) -> None:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise CinetuneError("cinetune ui needs Gradio: pip install 'cinetune[ui]'") from None
+    from ..ui import Studio
+    from ..ui.app import launch
+
+    studio = Studio(a.model, a.device, a.out, _memory(a))
+    if a.dry_run:
+        from ..ui.app import build_app
+
+        build_app(studio)
+        print(f"cinetune ui: would serve {a.model} on http://{a.host}:{a.port} (results in {studio.out})")
+        return
+    try:
+        app, url = launch(studio, a.host, a.port)
+    except OSError:  # the port is taken, or the address is not this machine's (Gradio names no file)
+        raise CinetuneError(f"cannot serve on {a.host}:{a.port}: the port is in use or the address is not this "
+                            "machine's (give another --port or --host)") from None
+    try:
+        if a.host not in ("127.0.0.1", "::1"):
+            print(f"cinetune ui: serving on {a.host}: anyone who can reach it can use the model", file=sys.stderr)
+        print(f"cinetune ui: {url} (model {a.model}; results in {studio.out}; Ctrl-C stops)", flush=True)
+        app.block_thread()
+    finally:  # whatever stops the wait (Ctrl-C, a signal), the port is given back
+        app.close()
 
 
 def _per_condition(specs: list[str] | None, default: float, name: str, controls: dict) -> float | dict[str, float]:
@@ -300,7 +346,7 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
 
 
 BASE_BENCHES = ("foundation", "metrics", "latency", "memory", "gpu", "prompt-following", "shipped-adapters",
-                "shape-pilot", "text-features", "world-pilot")
+                "shape-pilot", "text-features", "world-pilot", "ui")
 
 
 def benches() -> dict[str, str]:
@@ -439,6 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _add_memory(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("memory (real checkpoints; docs/memory.md)")
+    m.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="load the transformer (and a checkpoint's text encoder) in this dtype; fp32 modules stay fp32")
+    m.add_argument("--offload", default="none", choices=("none", "model", "block", "leaf"),
+                   help="model: each component on the device only while it runs; block / leaf: group offloading")
+    m.add_argument("--fp8", action="store_true", help="store the transformer's weights in fp8, compute in --dtype")
+    m.add_argument("--vae-tiling", action="store_true", help="decode in overlapping tiles")
+    m.add_argument("--vae-slicing", action="store_true", help="decode one video of the batch at a time")
+    m.add_argument("--release-text-encoder", action="store_true", help="free the text encoder once prompts are encoded")
+
+
 def _add_generation(sub) -> None:
     d = sub.add_parser("demo", help="generate a few videos with the shipped toy-large model")
     d.add_argument("--out", default="demo_out")
@@ -464,15 +522,7 @@ def _add_generation(sub) -> None:
     g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--device", type=_device, default=None)
     g.add_argument("--out", default="outputs", help="a .mp4/.gif/.png file or a directory")
-    m = g.add_argument_group("memory (real checkpoints; docs/memory.md)")
-    m.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="load the transformer (and a checkpoint's text encoder) in this dtype; fp32 modules stay fp32")
-    m.add_argument("--offload", default="none", choices=("none", "model", "block", "leaf"),
-                   help="model: each component on the device only while it runs; block / leaf: group offloading")
-    m.add_argument("--fp8", action="store_true", help="store the transformer's weights in fp8, compute in --dtype")
-    m.add_argument("--vae-tiling", action="store_true", help="decode in overlapping tiles")
-    m.add_argument("--vae-slicing", action="store_true", help="decode one video of the batch at a time")
-    m.add_argument("--release-text-encoder", action="store_true", help="free the text encoder once prompts are encoded")
+    _add_memory(g)
     g.add_argument("--adapter", "--scale-adapter", action="append", metavar="PATH|NAME",
                    help="a saved adapter of any method: its directory, a run's final/ or an exported asset, or a "
                         "shipped name (toy-large-controlnext, toy-large-scale-adapter); repeat to compose")
@@ -493,6 +543,17 @@ def _add_generation(sub) -> None:
     g.add_argument("--control-end", action="append", metavar="[KIND=]FRACTION",
                    help="fraction of the steps where control ends (default 1), for every condition or one")
     g.set_defaults(fn=cmd_generate)
+
+    u = sub.add_parser("ui", help="a local web app for every method (extra: pip install 'cinetune[ui]')")
+    u.add_argument("--host", type=_host, default="127.0.0.1",
+                   help="the IP address to serve on (default: this machine only; 0.0.0.0: every interface)")
+    u.add_argument("--port", type=_int_in(1, 65535), default=7860)
+    u.add_argument("--model", default="toy-large", help="preset name, diffusers-format directory or a student")
+    u.add_argument("--device", type=_device, default=None)
+    u.add_argument("--out", default=None, help="folder for the results (default: a new temporary folder)")
+    _add_memory(u)
+    u.add_argument("--dry-run", action="store_true", help="load the model and build the page, then exit (serve nothing)")
+    u.set_defaults(fn=cmd_ui)
 
 
 def _add_tools(sub) -> None:
