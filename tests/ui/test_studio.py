@@ -121,3 +121,14 @@ def test_extraction_is_cached_per_file(studio, uploads):
     assert a["depth"] is b["depth"] and a["canny"].shape == uploads["clip"].video.shape
     with pytest.raises(CinetuneError, match="pick the conditions"):
         studio.extract(str(uploads["reference"]), [])
+
+
+def test_a_student_as_the_model_is_always_on(tmp_path):
+    """`cinetune ui --model toy-large-4step`: the teacher loaded as the base, the student on every request."""
+    from cinetune.ui import Studio
+
+    s = Studio("toy-large-4step", device="cpu", out=tmp_path / "ui")
+    assert s.fixed_student is not None and s.choices["student"] == ["toy-large-4step"]
+    res = s.generate(Request(prompt=PROMPT, steps=30, guidance=5.0))  # the student's own steps and no guidance win
+    assert res.command.startswith("cinetune generate --model toy-large-4step") and "--steps" not in res.command
+    assert _cli_bytes(res.command, tmp_path / "cli.mp4") == res.video.read_bytes()
