@@ -27,6 +27,17 @@ def test_atomic_writes_replace_keep_on_failure_and_follow_the_umask(tmp_path):
         os.umask(old)
 
 
+def test_a_folder_never_replaces_a_file(tmp_path):
+    """A saved model's --out naming an existing file: refused, the file and its folder untouched."""
+    from cinetune.errors import CinetuneError
+
+    (tmp_path / "photo.png").write_bytes(b"user data")
+    with pytest.raises(CinetuneError, match="a file of that name exists"):
+        with atomic_dir(tmp_path / "photo.png") as tmp:
+            (tmp / "x").write_text("x")
+    assert (tmp_path / "photo.png").read_bytes() == b"user data" and len(list(tmp_path.iterdir())) == 1
+
+
 def test_the_same_generation_writes_a_byte_identical_mp4(tmp_path):
     from cinetune.cli import main
 

@@ -56,8 +56,11 @@ def check_writable(path: str | Path) -> None:
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `path` once the block succeeds."""
+    """Yield a temporary directory that replaces `path` once the block succeeds. An existing file at `path` is
+    refused, not replaced by a folder (it is the user's data, not an earlier result)."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CinetuneError(f"cannot write the folder {path}: a file of that name exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
