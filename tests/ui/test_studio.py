@@ -132,3 +132,16 @@ def test_a_student_as_the_model_is_always_on(tmp_path):
     res = s.generate(Request(prompt=PROMPT, steps=30, guidance=5.0))  # the student's own steps and no guidance win
     assert res.command.startswith("cinetune generate --model toy-large-4step") and "--steps" not in res.command
     assert _cli_bytes(res.command, tmp_path / "cli.mp4") == res.video.read_bytes()
+
+
+def test_a_diffusers_directory_serves_with_its_own_defaults(tiny_wan_dir, tmp_path):
+    """A user's Wan checkpoint: the checkpoint's sizes as the page's defaults, no toy adapters offered, and the
+    shown command reproduces the file."""
+    from cinetune.ui import Studio
+
+    s = Studio(str(tiny_wan_dir), device="cpu", out=tmp_path / "ui")
+    assert (s.preset.frames, s.preset.height, s.preset.width) == (81, 480, 832)
+    assert s.choices == {"control": [], "identities": [], "student": []}
+    res = s.generate(Request(prompt="a red circle", steps=1, frames=5, height=32, width=32))
+    assert f"--model {tiny_wan_dir}" in res.command
+    assert _cli_bytes(res.command, tmp_path / "cli.mp4") == res.video.read_bytes()
