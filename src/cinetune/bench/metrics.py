@@ -61,16 +61,14 @@ def run(out: Path, quick: bool = False) -> Path:
     from ..conditions import get_extractor
 
     t0 = time.perf_counter()
-    n = 12 if quick else 48
-    specs_a, clips_a, prompts_a, cfg = _render(n, seed=1000)
-    specs_b, clips_b, prompts_b, _ = _render(n, seed=1001)
-    A = [c.video for c in clips_a]
-    B = [c.video for c in clips_b]
+    n, n_fvd = (12, 24) if quick else (48, FVD_CLIPS)
+    # one rendering per set: the first n clips are the sets every metric uses, all n_fvd the FVD sets
+    specs_a, clips_a, _, cfg = _render(n_fvd, seed=1000)
+    _, clips_b, prompts_b, _ = _render(n_fvd, seed=1001)
+    big_a, big_b = [c.video for c in clips_a], [c.video for c in clips_b]
+    specs_a, clips_a, prompts_b, A = specs_a[:n], clips_a[:n], prompts_b[:n], big_a[:n]
     seg = get_extractor("segmentation")
-    n_fvd = 24 if quick else FVD_CLIPS
-    big_a = A + [c.video for c in _render(n_fvd, seed=1000)[1][n:]]  # the same clips first (clip_seed(seed, i))
-    big_b = B + [c.video for c in _render(n_fvd, seed=1001)[1][n:]]
-    table, lines, failures = _corruptions(A, B, prompts_b, n, quick, (big_a, big_b))
+    table, lines, failures = _corruptions(big_a, big_b, prompts_b, n, quick)
     lines += _dynamic(A)
     for section in (_instances(specs_a, clips_a, cfg, seg), _adherence(A, n), _extractors(clips_a, seg),
                     _identity(clips_a)):
@@ -85,30 +83,31 @@ def run(out: Path, quick: bool = False) -> Path:
     return path
 
 
-def _corruptions(A, B, prompts_b, n: int, quick: bool, fvd_sets: tuple[list, list]):
-    """Stage 1: every metric over each corruption's levels (FVD on the larger `fvd_sets`, whose first n clips are
-    A and B); -> (table, report lines, failed checks)."""
+def _corruptions(big_a, big_b, prompts_b, n: int, quick: bool):
+    """Stage 1: every metric over each corruption's levels, on the first n clips of each set (A, B) and FVD on all
+    of them; -> (table, report lines, failed checks)."""
     from ..metrics import EvalConfig, evaluate
 
     quiet = dict(progress=False)
+    A = big_a[:n]
     table: dict[str, dict[str, list[float]]] = {}
     for name, fn in CORRUPTIONS.items():
         cols: dict[str, list[float]] = {}
         for level in LEVELS:
             ca = [fn(v, level, seed=i) for i, v in enumerate(A)]
-            cb = [fn(v, level, seed=10_000 + i) for i, v in enumerate(B)]
+            big_cb = [fn(v, level, seed=10_000 + i) for i, v in enumerate(big_b)]
+            cb = big_cb[:n]
             paired = evaluate(ca, A, cfg=EvalConfig(metrics=("psnr", "ssim", "perceptual"), **quiet))["summary"]
             dist = evaluate(cb, A, prompts_b, cfg=EvalConfig(metrics=("alignment", "temporal", "dynamic",
                                                                       "saturation"), **quiet))["summary"]
-            big_b = [fn(v, level, seed=10_000 + i) for i, v in enumerate(fvd_sets[1])]
-            fvd = evaluate(big_b, fvd_sets[0], cfg=EvalConfig(metrics=("fvd",), **quiet))["summary"]
+            fvd = evaluate(big_cb, big_a, cfg=EvalConfig(metrics=("fvd",), **quiet))["summary"]
             for k, v in {**paired, **dist, **fvd}.items():
                 cols.setdefault(k, []).append(v)
         table[name] = cols
 
     lines = ["# Metric validation", "",
              f"`cinetune bench metrics{' --quick' if quick else ''}`: {n} real toy clips (set A, seed 1000) and {n} "
-             f"disjoint real clips (set B, seed 1001), 17x64x64; FVD on {len(fvd_sets[0])} clips per set (the same "
+             f"disjoint real clips (set B, seed 1001), 17x64x64; FVD on {len(big_a)} clips per set (the same "
              "first, then more), since a 256-d Gaussian fitted to 48 clips of world v2 leaves two real sets 600 apart, "
              "more than light corruptions add. Feature networks: the shipped toy video encoder, toy "
              "annotator and toy identity encoder (trained on the toy world; see their model cards).", "",

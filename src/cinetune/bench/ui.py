@@ -8,6 +8,7 @@ over HTTP through gradio_client (queue, upload of the result, what a click costs
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -43,12 +44,12 @@ def run(out: Path, quick: bool = False) -> Path:
         cli = [sys.executable, "-m", "cinetune.cli", "generate", "--model", "toy-large", "--prompt", PROMPT,
                "--steps", str(steps), "--seed", "0", "--device", "cpu", "--out", str(work / "cli.mp4")]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        cases = {
-            "`cinetune generate` (new process)": _case(lambda: subprocess.run(cli, env=env, check=True,
-                                                                              capture_output=True)),
-            "UI engine, in process (model loaded)": _case(lambda: studio.generate(Request(PROMPT, steps=steps))),
-            "UI request over HTTP (served page)": _case(lambda: client.predict(*http_args, api_name="/generate")),
+        calls = {
+            "`cinetune generate` (new process)": lambda: subprocess.run(cli, env=env, check=True, capture_output=True),
+            "UI engine, in process (model loaded)": lambda: studio.generate(Request(PROMPT, steps=steps)),
+            "UI request over HTTP (served page)": lambda: client.predict(*http_args, api_name="/generate"),
         }
+        cases = {name: functools.partial(contextlib.nullcontext, fn) for name, fn in calls.items()}  # no set-up
         med = interleaved_medians(cases, repeats)
     finally:
         app.close()
@@ -62,13 +63,6 @@ def run(out: Path, quick: bool = False) -> Path:
     path = out / "ui.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
-
-
-def _case(fn):
-    @contextlib.contextmanager
-    def case():
-        yield fn
-    return case
 
 
 def _free_port() -> int:

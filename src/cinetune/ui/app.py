@@ -79,117 +79,161 @@ def windows_from_table(rows) -> dict[str, ConditionWindow]:
 
 
 def build_app(studio: Studio):
-    """The gr.Blocks page of `studio` (not launched)."""
+    """The gr.Blocks page of `studio` (not launched): the four input panels, the results column, their events."""
     import gradio as gr
 
-    p = studio.preset
-    choices = studio.choices
     with gr.Blocks(title="cinetune") as app:
         gr.Markdown(f"## cinetune · `{studio.model}`\nOne model, loaded once. Fill the panels you need and press "
                     "**Generate**: control, identities and the few-step student combine in one request.")
         with gr.Row():
             with gr.Column(scale=3):
-                with gr.Tab("Text to video"):
-                    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
-                                        value="A red circle moves to the right on a plain navy backdrop.")
-                    negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
-                    with gr.Row():
-                        steps = gr.Number(label="Steps", value=30, precision=0, minimum=1, elem_id="steps")
-                        guidance = gr.Number(label="Guidance", value=5.0, elem_id="guidance")
-                        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="seed")
-                    with gr.Row():
-                        size_info = f"the model's: {p.frames} frames at {p.height}x{p.width}"
-                        frames = gr.Number(label="Frames (4k+1)", value=p.frames, precision=0, info=size_info,
-                                           elem_id="frames")
-                        height = gr.Number(label="Height", value=p.height, precision=0, elem_id="height")
-                        width = gr.Number(label="Width", value=p.width, precision=0, elem_id="width")
-                with gr.Tab("Control"):
-                    adapter = gr.Dropdown([NONE, *choices["control"]], value=NONE, allow_custom_value=True,
-                                          label="Control adapter (shipped name or saved directory)",
-                                          elem_id="adapter")
-                    reference = gr.File(label="Reference video: the conditions are extracted from it",
-                                        elem_id="control-reference")
-                    with gr.Row():
-                        kinds = gr.CheckboxGroup([], label="Conditions to extract", elem_id="kinds")
-                        backend = gr.Textbox("auto", label="Extractor backend (as `cinetune extract --backend`)")
-                    extract = gr.Button("Extract conditions", elem_id="extract")
-                    preview = gr.Video(label="Extracted conditions", height=VIDEO_HEIGHT // 2, elem_id="conditions-preview")
-                    uploads = gr.File(file_count="multiple", label="Or condition videos, named by kind "
-                                      "(depth.mp4, pose.mp4, ...)", elem_id="condition-videos")
-                    table = gr.Dataframe(headers=WINDOW_HEADERS, value=[], type="array", interactive=True,
-                                         datatype=["str", "number", "number", "number"],
-                                         label="Per condition: scale, start and end (fractions of the steps)")
-                with gr.Tab("Identities"):
-                    identities = gr.Dropdown([NONE, *choices["identities"]], value=NONE, allow_custom_value=True,
-                                             label="Identities model (Ingredients)", elem_id="identities")
-                    faces_in = gr.File(file_count="multiple", label="Reference faces: one image per person (1 to 3)",
-                                       elem_id="face-images")
-                    detect = gr.Button("Detect faces", elem_id="detect")
-                    crops = gr.Gallery(label="Detected, aligned faces", columns=3, height=160, elem_id="crops")
-                with gr.Tab("Few-step"):
-                    students = [NONE, *choices["student"]] if studio.fixed_student is None else [studio.model]
-                    student = gr.Dropdown(students, value=students[0], label="Distilled student (its own steps, "
-                                          "no guidance)", interactive=studio.fixed_student is None, elem_id="student")
-                    interpolate = gr.Checkbox(label="Frame interpolation (the first steps at half the frame rate)",
-                                              elem_id="interpolate")
-                compare = gr.Checkbox(label="Also generate without adapters (same seed) for the grid",
-                                      elem_id="compare")
-                go = gr.Button("Generate", variant="primary", elem_id="generate")
+                w = {**_text_panel(studio.preset), **_control_panel(studio.choices["control"]),
+                     **_identities_panel(studio.choices["identities"]), **_few_step_panel(studio)}
+                w["compare"] = gr.Checkbox(label="Also generate without adapters (same seed) for the grid",
+                                           elem_id="compare")
+                w["go"] = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
-                status = gr.Markdown("Ready.", elem_id="status")
-                video = gr.Video(label="Result", autoplay=True, loop=True, height=VIDEO_HEIGHT, elem_id="result-video")
-                grid = gr.Video(label="Side by side", autoplay=True, loop=True, height=VIDEO_HEIGHT // 2,
-                                elem_id="result-grid")
-                command = gr.Code(label="The same with the command line (writes the same file)", language="shell",
-                                  lines=3, wrap_lines=True, show_line_numbers=False, elem_id="command")
-
-        @guarded(3)
-        def on_adapter(name):
-            ks = studio.kinds_of(name)
-            return (f"Adapter `{name}`: " + (", ".join(ks) if ks else "no conditions") if name != NONE else "Ready.",
-                    gr.update(choices=ks, value=ks), [[k, 1.0, 0.0, 1.0] for k in ks])
-
-        @guarded(2)
-        def on_extract(ref, ks, be, progress=gr.Progress(track_tqdm=True)):
-            import numpy as np
-
-            from ..io import write_video
-
-            if _path(ref) is None:
-                raise CinetuneError("upload a reference video first")
-            conds = studio.extract(_path(ref), list(ks or []), be or "auto")
-            out = studio.out / "previews" / f"{abs(hash((_path(ref), tuple(conds), be))):x}.mp4"
-            write_video(out, np.concatenate(list(conds.values()), 2), studio.fps)
-            return "Extracted: " + ", ".join(conds) + " (left to right).", str(out)
-
-        @guarded(2)
-        def on_detect(name, files):
-            faces = studio.faces(name, [_path(f) for f in files or []])
-            return f"{len(faces)} face(s) found.", faces
-
-        @guarded(5)
-        def on_generate(prompt, negative, steps, guidance, seed, frames, height, width, adapter, ref, ks, be,
-                        ups, rows, ids, faces, student, interp, compare, progress=gr.Progress(track_tqdm=True)):
-            req = Request(prompt=prompt or "", negative_prompt=negative or "", steps=_int(steps, "steps"),
-                          guidance=_float(guidance, "guidance"), seed=_int(seed, "seed"),
-                          frames=_int(frames, "frames"), height=_int(height, "height"), width=_int(width, "width"),
-                          adapter=adapter or NONE, control_videos=condition_uploads(ups), control_from=_path(ref),
-                          kinds=list(ks or []) if _path(ref) else [], backend=be or "auto",
-                          windows=windows_from_table(rows), identities=ids or NONE,
-                          identity_images=[_path(f) for f in faces or []], student=student or NONE,
-                          interpolate=bool(interp), compare_base=bool(compare))
-            res = studio.generate(req)
-            return (f"Generated in **{res.seconds:.1f} s**. Grid: {' | '.join(res.columns)}.", str(res.video),
-                    str(res.grid), res.command, res.faces or gr.skip())
-
-        adapter.change(on_adapter, adapter, [status, kinds, table])
-        extract.click(on_extract, [reference, kinds, backend], [status, preview], concurrency_id="model")
-        detect.click(on_detect, [identities, faces_in], [status, crops], concurrency_id="model")
-        go.click(on_generate, [prompt, negative, steps, guidance, seed, frames, height, width, adapter, reference,
-                               kinds, backend, uploads, table, identities, faces_in, student, interpolate, compare],
-                 [status, video, grid, command, crops], concurrency_limit=1, concurrency_id="model",
-                 api_name="generate")  # also a local HTTP API (gradio_client), as `cinetune bench ui` calls it
+                w.update(_results_column())
+        _wire(studio, w)
     return app
+
+
+def _text_panel(p) -> dict:
+    import gradio as gr
+
+    with gr.Tab("Text to video"):
+        w = {"prompt": gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
+                                  value="A red circle moves to the right on a plain navy backdrop."),
+             "negative": gr.Textbox(label="Negative prompt", elem_id="negative-prompt")}
+        with gr.Row():
+            w["steps"] = gr.Number(label="Steps", value=30, precision=0, minimum=1, elem_id="steps")
+            w["guidance"] = gr.Number(label="Guidance", value=5.0, elem_id="guidance")
+            w["seed"] = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="seed")
+        with gr.Row():
+            w["frames"] = gr.Number(label="Frames (4k+1)", value=p.frames, precision=0, elem_id="frames",
+                                    info=f"the model's: {p.frames} frames at {p.height}x{p.width}")
+            w["height"] = gr.Number(label="Height", value=p.height, precision=0, elem_id="height")
+            w["width"] = gr.Number(label="Width", value=p.width, precision=0, elem_id="width")
+    return w
+
+
+def _control_panel(adapters: list[str]) -> dict:
+    import gradio as gr
+
+    with gr.Tab("Control"):
+        w = {"adapter": gr.Dropdown([NONE, *adapters], value=NONE, allow_custom_value=True, elem_id="adapter",
+                                    label="Control adapter (shipped name or saved directory)"),
+             "reference": gr.File(label="Reference video: the conditions are extracted from it",
+                                  elem_id="control-reference")}
+        with gr.Row():
+            w["kinds"] = gr.CheckboxGroup([], label="Conditions to extract", elem_id="kinds")
+            w["backend"] = gr.Textbox("auto", label="Extractor backend (as `cinetune extract --backend`)")
+        w["extract"] = gr.Button("Extract conditions", elem_id="extract")
+        w["preview"] = gr.Video(label="Extracted conditions", height=VIDEO_HEIGHT // 2, elem_id="conditions-preview")
+        w["uploads"] = gr.File(file_count="multiple", label="Or condition videos, named by kind (depth.mp4, "
+                               "pose.mp4, ...)", elem_id="condition-videos")
+        w["table"] = gr.Dataframe(headers=WINDOW_HEADERS, value=[], type="array", interactive=True,
+                                  datatype=["str", "number", "number", "number"],
+                                  label="Per condition: scale, start and end (fractions of the steps)")
+    return w
+
+
+def _identities_panel(models: list[str]) -> dict:
+    import gradio as gr
+
+    with gr.Tab("Identities"):
+        return {"identities": gr.Dropdown([NONE, *models], value=NONE, allow_custom_value=True, elem_id="identities",
+                                          label="Identities model (Ingredients)"),
+                "faces_in": gr.File(file_count="multiple", label="Reference faces: one image per person (1 to 3)",
+                                    elem_id="face-images"),
+                "detect": gr.Button("Detect faces", elem_id="detect"),
+                "crops": gr.Gallery(label="Detected, aligned faces", columns=3, height=160, elem_id="crops")}
+
+
+def _few_step_panel(studio: Studio) -> dict:
+    import gradio as gr
+
+    fixed = studio.fixed_student is not None
+    students = [studio.model] if fixed else [NONE, *studio.choices["student"]]
+    with gr.Tab("Few-step"):
+        return {"student": gr.Dropdown(students, value=students[0], interactive=not fixed, elem_id="student",
+                                       label="Distilled student (its own steps, no guidance)"),
+                "interpolate": gr.Checkbox(label="Frame interpolation (the first steps at half the frame rate)",
+                                           elem_id="interpolate")}
+
+
+def _results_column() -> dict:
+    import gradio as gr
+
+    return {"status": gr.Markdown("Ready.", elem_id="status"),
+            "video": gr.Video(label="Result", autoplay=True, loop=True, height=VIDEO_HEIGHT, elem_id="result-video"),
+            "grid": gr.Video(label="Side by side", autoplay=True, loop=True, height=VIDEO_HEIGHT // 2,
+                             elem_id="result-grid"),
+            "command": gr.Code(label="The same with the command line (writes the same file)", language="shell",
+                               lines=3, wrap_lines=True, show_line_numbers=False, elem_id="command")}
+
+
+# Generate's inputs, in the order of its HTTP API (`/generate`)
+GENERATE_INPUTS = ("prompt", "negative", "steps", "guidance", "seed", "frames", "height", "width", "adapter",
+                   "reference", "kinds", "backend", "uploads", "table", "identities", "faces_in", "student",
+                   "interpolate", "compare")
+
+
+def _wire(studio: Studio, w: dict) -> None:
+    """The page's events; the model-using ones share one queue slot (one model, one request at a time)."""
+    import gradio as gr
+
+    @guarded(3)
+    def on_adapter(name):
+        ks = studio.kinds_of(name)
+        return (f"Adapter `{name}`: " + (", ".join(ks) if ks else "no conditions") if name != NONE else "Ready.",
+                gr.update(choices=ks, value=ks), [[k, 1.0, 0.0, 1.0] for k in ks])
+
+    @guarded(2)
+    def on_extract(ref, ks, be, progress=gr.Progress(track_tqdm=True)):
+        import numpy as np
+
+        from ..io import write_video
+
+        if _path(ref) is None:
+            raise CinetuneError("upload a reference video first")
+        conds = studio.extract(_path(ref), list(ks or []), be or "auto")
+        out = studio.out / "previews" / f"{Path(_path(ref)).stem}-{'-'.join(conds)}.mp4"
+        write_video(out, np.concatenate(list(conds.values()), 2), studio.fps)
+        return "Extracted: " + ", ".join(conds) + " (left to right).", str(out)
+
+    @guarded(2)
+    def on_detect(name, files):
+        faces = studio.faces(name, [_path(f) for f in files or []])
+        return f"{len(faces)} face(s) found.", faces
+
+    @guarded(5)
+    def on_generate(*values, progress=gr.Progress(track_tqdm=True)):
+        res = studio.generate(_request(dict(zip(GENERATE_INPUTS, values))))
+        return (f"Generated in **{res.seconds:.1f} s**. Grid: {' | '.join(res.columns)}.", str(res.video),
+                str(res.grid), res.command, res.faces or gr.skip())
+
+    w["adapter"].change(on_adapter, w["adapter"], [w["status"], w["kinds"], w["table"]])
+    w["extract"].click(on_extract, [w["reference"], w["kinds"], w["backend"]], [w["status"], w["preview"]],
+                       concurrency_id="model")
+    w["detect"].click(on_detect, [w["identities"], w["faces_in"]], [w["status"], w["crops"]], concurrency_id="model")
+    w["go"].click(on_generate, [w[k] for k in GENERATE_INPUTS],
+                  [w["status"], w["video"], w["grid"], w["command"], w["crops"]], concurrency_limit=1,
+                  concurrency_id="model", api_name="generate")  # also a local HTTP API, as `cinetune bench ui` calls it
+
+
+def _request(v: dict) -> Request:
+    """Generate's input values (by GENERATE_INPUTS name) -> the Studio request."""
+    ref = _path(v["reference"])
+    return Request(prompt=v["prompt"] or "", negative_prompt=v["negative"] or "", steps=_int(v["steps"], "steps"),
+                   guidance=_float(v["guidance"], "guidance"), seed=_int(v["seed"], "seed"),
+                   frames=_int(v["frames"], "frames"), height=_int(v["height"], "height"),
+                   width=_int(v["width"], "width"), adapter=v["adapter"] or NONE,
+                   control_videos=condition_uploads(v["uploads"]), control_from=ref,
+                   kinds=list(v["kinds"] or []) if ref else [], backend=v["backend"] or "auto",
+                   windows=windows_from_table(v["table"]), identities=v["identities"] or NONE,
+                   identity_images=[_path(f) for f in v["faces_in"] or []], student=v["student"] or NONE,
+                   interpolate=bool(v["interpolate"]), compare_base=bool(v["compare"]))
 
 
 def _int(v, name: str) -> int | None:

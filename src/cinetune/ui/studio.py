@@ -4,7 +4,6 @@ into the `cinetune generate` command that reproduces it byte for byte."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import time
@@ -67,17 +66,17 @@ def shipped_adapters(model: str) -> dict[str, list[str]]:
     """The shipped adapters made for `model`, by role: control (adapters taking conditions), identities
     (Ingredients), student (distilled students)."""
     from ..backbones.presets import assets_root
-    from ..core import find_manifest
+    from ..core import find_manifest, read_manifest
     from ..methods.registry import methods
 
-    manifests = {m.manifest: m for m in methods().values()}
+    manifests = [m.manifest for m in methods().values()]
     out: dict[str, list[str]] = {"control": [], "identities": [], "student": []}
     root = assets_root()
     for d in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         found = find_manifest(d, manifests)
         if found is None:
             continue
-        meta = json.loads((found[0] / found[1]).read_text())
+        meta = read_manifest(found[0], found[1], "saved adapter")[1]
         info = meta.get("info", {})
         if model not in (meta.get("base"), info.get("backbone"), info.get("large")):
             continue
@@ -145,21 +144,19 @@ class Studio:
         if not kinds:
             raise CinetuneError("pick the conditions to extract")
         stamp = Path(video).stat().st_mtime_ns if Path(video).is_file() else 0
-        out = {}
-        for kind in kinds:
-            key = (str(video), stamp, kind, backend)
-            if key not in self._extracted:
-                self._extracted[key] = get_extractor(kind, backend=backend)(read_video(video)[0], progress=True)
-            out[kind] = self._extracted[key]
-        return out
+        keys = {kind: (str(video), stamp, kind, backend) for kind in kinds}
+        todo = [k for k, key in keys.items() if key not in self._extracted]
+        if todo:
+            frames = read_video(video)[0]  # read once for every kind not cached yet
+            for kind in todo:
+                self._extracted[keys[kind]] = get_extractor(kind, backend=backend)(frames, progress=True)
+        return {kind: self._extracted[key] for kind, key in keys.items()}
 
     def faces(self, identities: str, images: list[str]) -> list[np.ndarray]:
         """The detected, aligned face of each reference image, as (crop, crop, 3) uint8."""
         if identities in (NONE, ""):
             raise CinetuneError("pick an identities model first")
-        crops = self.adapter(identities).faces(self._images(images))
-        return [np.ascontiguousarray(((f.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255)
-                                     .astype(np.uint8)) for f in crops]
+        return _pictures(self.adapter(identities).faces(self._images(images)))
 
     @staticmethod
     def _images(paths: list[str]) -> list[np.ndarray]:
@@ -189,16 +186,17 @@ class Studio:
             raise CinetuneError("frame interpolation needs the few-step student")
         kw = dict(negative_prompt=req.negative_prompt, frames=req.frames, height=req.height, width=req.width,
                   steps=None if student else req.steps, guidance=1.0 if student else req.guidance, seed=req.seed)
-        images = self._images(req.identity_images) if req.identity_images else None
+        # aligned once: the pipeline takes the crops, the page shows them
+        crops = self.adapter(req.identities).faces(self._images(req.identity_images)) if req.identity_images else None
         if models:
             from ..pipelines import AdaptedPipeline
 
             res = AdaptedPipeline(self.pipe, models)(req.prompt, controls=controls, interpolate=req.interpolate,
-                                                     identities=images, **self._windows(req, controls), **kw)
+                                                     identities=crops, **self._windows(req, controls), **kw)
         else:
             res = self.pipe(req.prompt, **kw)
         video = write_video(run / "video.mp4", res.videos[0], self.fps)
-        faces = self.faces(req.identities, req.identity_images) if images else []
+        faces = _pictures(crops) if crops is not None else []
         columns, cols = self._inputs_columns(controls, faces, res.videos[0])
         if req.compare_base and models:
             base_kw = {**kw, "steps": req.steps, "guidance": req.guidance}
@@ -361,6 +359,12 @@ class Studio:
             if getattr(m, flag):
                 argv.append("--" + flag.replace("_", "-"))
         return argv
+
+
+def _pictures(faces) -> list[np.ndarray]:
+    """Aligned faces (K, 3, crop, crop) in [-1, 1] -> K images (crop, crop, 3) uint8."""
+    return [np.ascontiguousarray(((f.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255)
+                                 .astype(np.uint8)) for f in faces]
 
 
 def _window_flags(req: Request, part: str, controls: dict) -> list[str]:
