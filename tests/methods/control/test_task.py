@@ -69,3 +69,33 @@ def test_shipped_controlnext_loads_by_name():
     model = ControlModel.load(SHIPPED_CONTROL)
     assert model.method == "controlnext" and model.kinds == ["canny", "depth", "pose"]
     assert model.info["backbone"] == "toy-large"
+
+
+
+@pytest.fixture(scope="module")
+def cog_dir(tmp_path_factory):
+    """A random-init CogVideoX-architecture backbone saved as a diffusers directory (config paths and all)."""
+    from cinetune.backbones import load_backbone
+    from cinetune.backbones.loading import save_backbone
+
+    torch.manual_seed(0)
+    return save_backbone(load_backbone("toy-cogvideox", random_init=True), tmp_path_factory.mktemp("cog") / "model")
+
+
+@pytest.mark.parametrize("method", ["dit-controlnet", "controlnext", "concat"])
+def test_each_method_trains_on_a_cogvideox_directory_and_generates(method, cog_dir, tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    cfg = tiny(tmp_path, method)
+    cfg.backbone = str(cog_dir)
+    out = train(cfg, progress=False)
+    model = ControlModel.load(out / "final" / "control")
+    assert model.method == method
+    if method == "dit-controlnet":
+        assert type(model.module).__name__ == "CogVideoXControlNet"
+    iio.imwrite(tmp_path / "depth.mp4", np.random.default_rng(0).integers(0, 255, (9, 32, 32, 3), np.uint8), fps=8)
+    assert main(["generate", "--model", str(cog_dir), "--prompt", "a red circle", "--frames", "9", "--height", "32",
+                 "--width", "32", "--steps", "2", "--adapter", str(out / "final"), "--control",
+                 f"depth={tmp_path / 'depth.mp4'}", "--control-end", "0.5", "--out", str(tmp_path / "o.mp4")]) == 0
+    assert (tmp_path / "o.mp4").stat().st_size > 0

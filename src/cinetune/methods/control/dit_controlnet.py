@@ -3,13 +3,19 @@
 copies of the first N base blocks, and one zero-initialised Linear per copy; main block k*stride receives the k-th
 copy's residual. Zero projections make an untrained ControlNet an exact identity.
 
-Wan backbones only (the public baseline exists for Wan); CogVideoX is refused with a clear error."""
+The public baseline exists for Wan (`DiTControlNet`); `CogVideoXControlNet` is the same branch for CogVideoX 1.0 and
+1.5: copies of CogVideoXBlock carry the joint text stream through their own attention, the patch embedding copy is
+CogVideoX's (text projection, per-frame Conv2d or temporal-patch Linear, positional embeddings) widened for the
+control channels."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXTransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from torch import nn
 
@@ -41,6 +47,29 @@ class PixelControlEncoder(nn.Module):
         return self.net(x)
 
 
+def _widened(base_w: torch.Tensor, new_w: torch.Tensor, latent_channels: int) -> None:
+    """Fill new_w (D, L + E, ...) in place: the base's weights (D, L, ...) for the latents, tiled over the E control
+    channels and divided by the repeats (so a control video like the latents starts as about one more latent)."""
+    L, E = latent_channels, new_w.shape[1] - latent_channels
+    reps = -(-E // L)
+    new_w[:, :L] = base_w
+    new_w[:, L:] = base_w.repeat(1, reps, *([1] * (base_w.ndim - 2)))[:, :E] / reps
+
+
+def _check_fit(num_blocks: int, stride: int, layers: int) -> None:
+    if not 1 <= num_blocks <= layers or stride < 1 or (num_blocks - 1) * stride >= layers:
+        raise CinetuneError(f"{num_blocks} ControlNet blocks with stride {stride} do not fit {layers} blocks")
+
+
+def _encode(net, latents: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    """condition (B, C_in, F, H, W) -> control features (B, E, F', h, w) matching latents (B, C, F', h, w)."""
+    ctrl = net.encoder(condition.to(latents.dtype))
+    if ctrl.shape[2:] != latents.shape[2:]:
+        raise CinetuneError(f"condition encodes to {tuple(ctrl.shape[2:])}, latents are {tuple(latents.shape[2:])}: "
+                            "the condition video must have the generated video's frames and size")
+    return ctrl
+
+
 class DiTControlNet(ModelMixin, ConfigMixin):
     """Trainable ControlNet branch for a WanTransformer3DModel. Build with `from_base` (copies the first
     `num_blocks` base blocks and tiles the patch embedding) or load with `from_pretrained`."""
@@ -67,30 +96,25 @@ class DiTControlNet(ModelMixin, ConfigMixin):
         if type(transformer).__name__ != "WanTransformer3DModel":
             raise CinetuneError(f"DiT-ControlNet supports Wan transformers, not {type(transformer).__name__}")
         c = transformer.config
-        if not 1 <= num_blocks <= c.num_layers or stride < 1 or (num_blocks - 1) * stride >= c.num_layers:
-            raise CinetuneError(f"{num_blocks} ControlNet blocks with stride {stride} do not fit {c.num_layers} blocks")
+        _check_fit(num_blocks, stride, c.num_layers)
         net = cls(dim=c.num_attention_heads * c.attention_head_dim, ffn_dim=c.ffn_dim, num_heads=c.num_attention_heads,
                   qk_norm=c.qk_norm, cross_attn_norm=c.cross_attn_norm, eps=c.eps, patch_size=tuple(c.patch_size),
                   latent_channels=c.in_channels, num_blocks=num_blocks, stride=stride, **kwargs)
         for copy, src in zip(net.blocks, transformer.blocks):
             copy.load_state_dict(src.state_dict())
-        with torch.no_grad():  # patch embedding: base weights for the latents, tiled over the control channels
+        with torch.no_grad():
             w = transformer.patch_embedding.weight
-            L = c.in_channels
-            reps = -(-net.encoder.out_channels // L)
-            net.patch_embedding.weight[:, :L] = w
-            net.patch_embedding.weight[:, L:] = w.repeat(1, reps, 1, 1, 1)[:, :net.encoder.out_channels] / reps
+            _widened(w, net.patch_embedding.weight, c.in_channels)
             net.patch_embedding.bias.copy_(transformer.patch_embedding.bias)
         return net if w.dtype == torch.float32 else net.to(w.dtype)
 
-    def residuals(self, transformer: nn.Module, latents: torch.Tensor, timestep: torch.Tensor,
-                  encoder_hidden_states: torch.Tensor, condition: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Residuals {main block index: (B, N, D)} for one denoiser call. latents (B, C, F', h, w) as the backbone
-        gets them; condition (B, C_in, F, H, W) in [-1, 1]."""
-        ctrl = self.encoder(condition.to(latents.dtype))
-        if ctrl.shape[2:] != latents.shape[2:]:
-            raise CinetuneError(f"condition encodes to {tuple(ctrl.shape[2:])}, latents are {tuple(latents.shape[2:])}: "
-                                "the condition video must have the generated video's frames and size")
+    def residuals(self, view, latents: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                  condition: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Residuals {main block index: (B, N, D)} for one denoiser call of the DiT behind `view`. latents
+        (B, C, F', h, w); condition (B, C_in, F, H, W) in [-1, 1]."""
+        transformer = view.transformer
+        latents, encoder_hidden_states = latents.to(self.dtype), encoder_hidden_states.to(self.dtype)
+        ctrl = _encode(self, latents, condition)
         rotary = transformer.rope(latents)
         x = self.patch_embedding(torch.cat([latents, ctrl], 1)).flatten(2).transpose(1, 2).contiguous()
         _, tproj, ehs, _ = transformer.condition_embedder(timestep, encoder_hidden_states, None)
@@ -108,12 +132,87 @@ class DiTControlNet(ModelMixin, ConfigMixin):
         self.gradient_checkpointing = True
 
 
+class CogVideoXControlNet(ModelMixin, ConfigMixin):
+    """The DiT-ControlNet branch for a CogVideoXTransformer3DModel (1.0 or 1.5). `base_config` is the base's own
+    config: the patch embedding and block copies are built from it as CogVideoX builds them."""
+
+    @register_to_config
+    def __init__(self, base_config: dict | None = None, in_channels: int = 3,
+                 encoder_widths: tuple[int, int, int] = (192, 96, 48), spatial_stride: int = 8,
+                 temporal_compression: int = 4, num_blocks: int = 2, stride: int = 2):
+        super().__init__()
+        self.encoder = PixelControlEncoder(in_channels, tuple(encoder_widths), spatial_stride, temporal_compression)
+        cfg = {k: v for k, v in (base_config or {}).items() if not k.startswith("_")}
+        # a two-block CogVideoX of the base's shape, latent input widened: its patch embedding and blocks are the copies
+        donor = CogVideoXTransformer3DModel.from_config(
+            {**cfg, "num_layers": num_blocks, "in_channels": cfg.get("in_channels", 16) + self.encoder.out_channels})
+        self.patch_embed, self.blocks = donor.patch_embed, donor.transformer_blocks
+        dim = donor.config.num_attention_heads * donor.config.attention_head_dim
+        self.proj_out = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_blocks))
+        for p in self.proj_out:
+            nn.init.zeros_(p.weight)
+            nn.init.zeros_(p.bias)
+        self.gradient_checkpointing = False
+
+    @classmethod
+    def from_base(cls, transformer: nn.Module, num_blocks: int = 2, stride: int = 2, **kwargs) -> "CogVideoXControlNet":
+        c = transformer.config
+        _check_fit(num_blocks, stride, c.num_layers)
+        base = {k: v for k, v in c.items() if not k.startswith("_")}  # (diffusers' private keys hold paths)
+        net = cls(base_config=base, num_blocks=num_blocks, stride=stride, **kwargs)
+        for dst, src in zip(net.blocks, transformer.transformer_blocks):
+            dst.load_state_dict(src.state_dict())
+        base_pe, pe = transformer.patch_embed, net.patch_embed
+        with torch.no_grad():
+            pe.text_proj.load_state_dict(base_pe.text_proj.state_dict())
+            if c.patch_size_t is None:  # per-frame Conv2d (D, C, p, p)
+                _widened(base_pe.proj.weight, pe.proj.weight, c.in_channels)
+            else:  # Linear over (C, p_t, p, p) flattened channel-major
+                D, k = base_pe.proj.weight.shape[0], base_pe.proj.weight.shape[1] // c.in_channels
+                _widened(base_pe.proj.weight.view(D, c.in_channels, k), pe.proj.weight.view(D, -1, k), c.in_channels)
+            if pe.proj.bias is not None:
+                pe.proj.bias.copy_(base_pe.proj.bias)
+            if isinstance(getattr(base_pe, "pos_embedding", None), nn.Parameter):  # learned positions (5B I2V)
+                pe.pos_embedding.copy_(base_pe.pos_embedding)
+        dtype = base_pe.proj.weight.dtype
+        return net if dtype == torch.float32 else net.to(dtype)
+
+    def residuals(self, view, latents: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                  condition: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Residuals {main block index: (B, N, D)}. latents (B, C, F', h, w) (the public layout; CogVideoX takes
+        frames first); encoder_hidden_states (B, T, text_dim) before the text projection, as the base gets them."""
+        tr = view.transformer
+        latents, ehs = latents.to(self.dtype), encoder_hidden_states.to(self.dtype)
+        ctrl = _encode(self, latents, condition)
+        temb = tr.time_embedding(tr.time_proj(timestep).to(self.dtype))
+        joint = self.patch_embed(ehs, view.to_model(torch.cat([latents, ctrl], 1)))
+        text, x = joint[:, :ehs.shape[1]], joint[:, ehs.shape[1]:]
+        rotary = view._cogvideox_rope(latents)
+        out = {}
+        for k, (block, proj) in enumerate(zip(self.blocks, self.proj_out)):
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x, text = torch.utils.checkpoint.checkpoint(block, x, text, temb, rotary, use_reentrant=False)
+            else:
+                x, text = block(x, text, temb, rotary)
+            out[k * self.config.stride] = proj(x)
+        return out
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.gradient_checkpointing = True
+
+
+def controlnet_from_base(view, **kwargs) -> DiTControlNet | CogVideoXControlNet:
+    """A fresh DiT-ControlNet branch for the DiT behind `view`."""
+    klass = DiTControlNet if view.family == "wan" else CogVideoXControlNet
+    return klass.from_base(view.transformer, **kwargs)
+
+
 class DiTControlNetHandle(Handle):
-    def __init__(self, net: DiTControlNet, transformer: nn.Module, blocks: nn.ModuleList, name: str):
+    def __init__(self, net: DiTControlNet | CogVideoXControlNet, view, name: str):
         super().__init__(name=name)
-        self.net, self.transformer = net, transformer
+        self.net, self.view, self.transformer = net, view, view.transformer
         idx = [k * net.config.stride for k in range(net.config.num_blocks)]
-        self.add(add_residual_hooks(transformer, blocks, name, idx).remove)
+        self.add(add_residual_hooks(view.transformer, view.blocks, name, idx).remove)
 
     def set_inputs(self, latents: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                    condition: torch.Tensor | None, scale: float = 1.0) -> None:
@@ -122,14 +221,20 @@ class DiTControlNetHandle(Handle):
         if condition is None:
             st.clear(self.name)
             return
-        st.set_residuals(self.name, self.net.residuals(self.transformer, latents, timestep, encoder_hidden_states,
-                                                       condition))
+        st.set_residuals(self.name, self.net.residuals(self.view, latents, timestep, encoder_hidden_states, condition))
         st.scales[self.name] = scale
 
 
-def attach_dit_controlnet(net: DiTControlNet, view, name: str = "dit-controlnet") -> DiTControlNetHandle:
-    if view.family != "wan":
-        raise CinetuneError("DiT-ControlNet supports Wan backbones only")
-    if net.config.dim != view.hidden_size:
-        raise CinetuneError(f"ControlNet width {net.config.dim} does not match the backbone's {view.hidden_size}")
-    return DiTControlNetHandle(net, view.transformer, view.blocks, name)
+def attach_dit_controlnet(net: DiTControlNet | CogVideoXControlNet, view, name: str = "dit-controlnet"
+                          ) -> DiTControlNetHandle:
+    family = "wan" if isinstance(net, DiTControlNet) else "cogvideox"
+    if view.family != family:
+        raise CinetuneError(f"this DiT-ControlNet was made for a {family} backbone, not {view.family}")
+    c = net.config if family == "wan" else net.config.base_config
+    width = c.dim if family == "wan" else c["num_attention_heads"] * c["attention_head_dim"]
+    if width != view.hidden_size:
+        raise CinetuneError(f"ControlNet width {width} does not match the backbone's {view.hidden_size}")
+    if net.config.stride * (net.config.num_blocks - 1) >= view.num_blocks:
+        raise CinetuneError(f"this ControlNet feeds block {net.config.stride * (net.config.num_blocks - 1)}; the "
+                            f"backbone has {view.num_blocks}")
+    return DiTControlNetHandle(net, view, name)

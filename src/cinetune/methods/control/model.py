@@ -5,6 +5,7 @@ class)."""
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +18,7 @@ from ...core import (Handle, add_lora, apply_trained_state, enable_finetune, loa
 from ...errors import CinetuneError
 from .concat import attach_concat
 from .controlnext import ControlNeXtDiT, attach_controlnext
-from .dit_controlnet import DiTControlNet, attach_dit_controlnet
+from .dit_controlnet import CogVideoXControlNet, DiTControlNet, attach_dit_controlnet, controlnet_from_base
 from .encoder import scaled_widths
 
 SHIPPED_CONTROL = "toy-large-controlnext"  # shipped adapters load by name: <assets>/<name>/control
@@ -98,6 +99,11 @@ class ControlModel:
             raise CinetuneError(f"{cls.method} control takes no module options, got {', '.join(kwargs)}")
         return None
 
+    @classmethod
+    def module_class_at(cls, path: Path) -> type:
+        """The class of the module saved at `path`."""
+        return cls.module_class
+
     # -- use ------------------------------------------------------------------------------------------------------
     def attach(self, backbone, trainable: bool = False) -> "ControlAttachment":
         return self.attachment(self, backbone, trainable)
@@ -135,7 +141,8 @@ class ControlModel:
         if klass is None or not isinstance(meta.get("kinds"), list):
             raise CinetuneError(f"{path / MANIFEST}: unknown control method {meta.get('method')!r} or no kinds; "
                                 f"known methods: {', '.join(CONTROL_METHODS)}")
-        module = load_pretrained(klass.module_class, path / "module") if klass.module_class is not None else None
+        module = (load_pretrained(klass.module_class_at(path / "module"), path / "module")
+                  if klass.module_class is not None else None)
         model = klass(meta["kinds"], module, meta.get("finetune", ""), lora_rank=int(meta.get("lora_rank", 0)),
                       info=meta.get("info", {}))
         model._set_tensors({n: load_tensors(path / f"{n}.safetensors")[0] if (path / f"{n}.safetensors").is_file()
@@ -308,9 +315,17 @@ class DiTControlNetModel(ControlModel):
 
     @classmethod
     def new_module(cls, backbone, kinds, **kwargs):
-        return DiTControlNet.from_base(backbone.transformer, in_channels=3 * len(kinds),
-                                       spatial_stride=backbone.codec.spatial,
-                                       temporal_compression=backbone.codec.temporal, **kwargs)
+        return controlnet_from_base(backbone.view, in_channels=3 * len(kinds), spatial_stride=backbone.codec.spatial,
+                                    temporal_compression=backbone.codec.temporal, **kwargs)
+
+    @classmethod
+    def module_class_at(cls, path: Path) -> type:
+        """The saved branch's class (Wan or CogVideoX), from diffusers' config file."""
+        try:
+            name = json.loads((path / "config.json").read_text()).get("_class_name")
+        except (OSError, ValueError, AttributeError):
+            name = None  # load_pretrained reports the missing or corrupt file
+        return CogVideoXControlNet if name == CogVideoXControlNet.__name__ else DiTControlNet
 
 
 # -- channel concat ----------------------------------------------------------------------------------------------
