@@ -4,6 +4,7 @@ VAE tiling and slicing, and releasing the text encoder once the prompts are enco
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,7 @@ from ..errors import CinetuneError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OFFLOAD = ("none", "model", "block", "leaf")
+FP8_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,41 @@ def apply_memory(backbone, device: torch.device, opts: MemoryOptions) -> None:
                                **({"num_blocks_per_group": 1} if opts.offload == "block" else {}))
 
 
-def enable_fp8(transformer: torch.nn.Module, compute: torch.dtype) -> None:
+def enable_fp8(transformer: torch.nn.Module, compute: torch.dtype, frozen_only: bool = False) -> int:
     """diffusers' layerwise casting: weights stored in float8_e4m3fn, each layer upcast to `compute` as it runs;
-    `compute_dtype` reads the compute dtype back."""
-    transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
+    `compute_dtype` reads the compute dtype back. `frozen_only` (training beside a frozen backbone): only the layers
+    none of whose own weights train (a LoRA's A/B, a fine-tuned subset and adapter layers keep their dtype), with the
+    exceptions diffusers makes (its defaults and the model's own: norms, patch, position and condition embeddings, the
+    output projection, the modules kept in fp32). Returns the number of layers stored in fp8."""
+    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN, apply_layerwise_casting_hook
+
+    if not frozen_only:
+        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
+        n = sum(isinstance(m, FP8_LAYERS) for m in transformer.modules())
+    else:
+        n, skip = 0, (*DEFAULT_SKIP_MODULES_PATTERN, *(getattr(transformer, "_keep_in_fp32_modules", None) or ()),
+                      *(getattr(transformer, "_skip_layerwise_casting_patterns", None) or ()))
+        for name, m in transformer.named_modules():
+            if not isinstance(m, FP8_LAYERS) or any(re.search(p, name) for p in skip):
+                continue
+            if any(p.requires_grad for p in m.parameters()):
+                continue
+            apply_layerwise_casting_hook(m, torch.float8_e4m3fn, compute, non_blocking=False)
+            n += 1
     transformer._cinetune_compute_dtype = compute
+    return n
+
+
+def upcast_trainable(params: list[torch.nn.Parameter]) -> int:
+    """Half-precision parameters that train (a fine-tuned subset of a bf16 backbone, a copy of it such as a distilled
+    student) become fp32, so AdamW updates a full-precision master weight; autocast computes with them. Returns how
+    many were cast."""
+    n = 0
+    for p in params:
+        if p.dtype in (torch.bfloat16, torch.float16):
+            p.data = p.data.float()
+            n += 1
+    return n
 
 
 def _enable(vae, method: str, what: str) -> None:

@@ -1,6 +1,7 @@
 """`cinetune bench memory`: peak resident memory of the Wan2.1-1.3B transformer (random weights) held in fp32, bf16
 (diffusers' fp32 modules kept) and fp8 storage, each in a fresh process through one denoiser call; on a GPU, peak
-device memory of the same and of group offloading. Offloading only saves memory where compute and storage are
+device memory of the same and of group offloading. Then one ControlNeXt training step beside the frozen transformer
+held in fp32, bf16 and bf16 with its frozen layers in fp8 (the trainer's backbone_dtype / backbone_fp8). Offloading only saves memory where compute and storage are
 different devices, so on a CPU it is not measured here (docs/memory.md gives the arithmetic for a GPU)."""
 
 from __future__ import annotations
@@ -81,6 +82,50 @@ def child(setting: str, size: str, device: str) -> dict:
     return out
 
 
+TRAIN_SETTINGS = {"fp32 backbone": ("fp32", False), "bf16 backbone": ("bf16", False),
+                  "bf16 backbone, frozen layers in fp8": ("bf16", True)}
+
+
+def train_child(setting: str, size: str, device: str) -> dict:
+    """One ControlNeXt training step (its encoder + the self-attention output projections it fine-tunes, AdamW) beside
+    the frozen transformer held as `setting` says, under bf16 autocast when the backbone is bf16; peak memory."""
+    import gc
+    import resource
+
+    from ..backbones.memory import DTYPES, enable_fp8, upcast_trainable
+    from ..backbones.view import VideoDiTView
+    from ..core import enable_finetune
+    from ..methods.control.controlnext import ControlNeXtDiT, attach_controlnext
+    from ..methods.control.encoder import scaled_widths
+
+    dtype_name, fp8 = TRAIN_SETTINGS[setting]
+    dtype, dev = DTYPES[dtype_name], torch.device(device)
+    model = _build(size, dtype).to(dev)
+    view = VideoDiTView(model, "wan")
+    adapter = ControlNeXtDiT(hidden_size=view.hidden_size, spatial_stride=16, **scaled_widths(view.hidden_size)).to(dev)
+    handle = attach_controlnext(adapter, view)
+    enable_finetune(model, r"attn1\.to_out")
+    params = [p for p in model.parameters() if p.requires_grad] + list(adapter.parameters())
+    upcast_trainable(params)
+    if fp8:
+        enable_fp8(model, dtype, frozen_only=True)
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    cond, t = torch.rand(1, 3, 9, 128, 128, device=dev) * 2 - 1, torch.tensor([500.0], device=dev)
+    with torch.autocast(dev.type, torch.bfloat16, enabled=dtype != torch.float32):
+        handle.set_condition(cond, t)
+        pred = view(torch.randn(1, 16, 3, 16, 16, device=dev), t, torch.randn(1, 512, 4096, device=dev))
+    pred.square().mean().backward()
+    opt.step()
+    gc.collect()
+    out = {"trained": sum(p.numel() for p in params), "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+           "weights_gib": sum(p.numel() * p.element_size() for p in [*model.parameters(), *adapter.parameters()]) / 2**30}
+    if dev.type == "cuda":
+        out["device_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
 def _current_rss_gib() -> float:
     """Resident memory now (Linux /proc), as opposed to the peak: fp8 storage peaks while its bf16 weights are cast."""
     try:
@@ -100,11 +145,7 @@ def run(out: Path, quick: bool = False) -> Path:
     for setting, (_, _, offload) in SETTINGS.items():
         if offload != "none" and device == "cpu":
             continue
-        r = subprocess.run([sys.executable, "-m", "cinetune.bench.memory", setting, size, device], capture_output=True,
-                           text=True, timeout=1800)
-        if r.returncode != 0:
-            raise RuntimeError(f"bench memory: {setting} failed: {r.stderr.strip().splitlines()[-1:]}")
-        rows[setting] = json.loads(r.stdout.strip().splitlines()[-1])
+        rows[setting] = _child_run([setting, size, device])
         if quick:
             break
     base = next(iter(rows.values()))
@@ -125,10 +166,42 @@ def run(out: Path, quick: bool = False) -> Path:
               "fall as far for fp8 storage: its weights are cast from their bf16 load (as `from_pretrained` then "
               "`enable_layerwise_casting` does), and the allocator keeps the freed bf16 pages; on a GPU the cast "
               "happens before the weights move, so the device holds the fp8 bytes."]
+    lines += _training_table(size, device, cuda, quick)
     path = Path(out) / "memory.md"
     write_text(path, "\n".join(lines + [""]))
     return path
 
 
+def _child_run(args: list[str]) -> dict:
+    r = subprocess.run([sys.executable, "-m", "cinetune.bench.memory", *args], capture_output=True, text=True,
+                       timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(f"bench memory: {args[-3]} failed: {r.stderr.strip().splitlines()[-1:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _training_table(size: str, device: str, cuda: bool, quick: bool) -> list[str]:
+    rows = {}
+    for setting in TRAIN_SETTINGS:
+        rows[setting] = _child_run(["train", setting, size, device])
+        if quick:
+            break
+    base = next(iter(rows.values()))
+    lines = ["", "## Training an adapter beside the frozen transformer", "",
+             "One ControlNeXt step (encoder + the fine-tuned self-attention output projections, kept in fp32; AdamW) "
+             "on the same shapes, bf16 autocast for the bf16 backbones; each in a fresh process. "
+             "Training config: `backbone_dtype=bf16 backbone_fp8=true mixed_precision=bf16`.", "",
+             "| frozen backbone | trained parameters | weights GiB (vs first) | peak RSS GiB (vs first) |"
+             + (" peak device GiB |" if cuda else ""), "|---|---:|---:|---:|" + ("---:|" if cuda else "")]
+    for name, r in rows.items():
+        w, rss = r["weights_gib"], r["rss_gib"]
+        lines.append(f"| {name} | {r['trained'] / 1e6:.0f} M | {w:.2f} ({w / base['weights_gib']:.2f}x) | "
+                     f"{rss:.2f} ({rss / base['rss_gib']:.2f}x) |" + (f" {r['device_gib']:.2f} |" if cuda else ""))
+    return lines
+
+
 if __name__ == "__main__":
-    print(json.dumps(child(*sys.argv[1:4])))
+    if sys.argv[1] == "train":
+        print(json.dumps(train_child(*sys.argv[2:5])))
+    else:
+        print(json.dumps(child(*sys.argv[1:4])))

@@ -77,6 +77,11 @@ class BaseTrainConfig:
     grad_accum: int = 1
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" | "auto" (bf16 where the hardware has it: trainer)
     gradient_checkpointing: bool = False
+    # The frozen backbone beside what trains (adapters, a LoRA, fine-tuned subsets, a distilled student): its load
+    # dtype (fp32 | bf16 | fp16; what trains stays fp32) and fp8 storage of its frozen layers (each computed in
+    # backbone_dtype). A 14B in bf16 is 28.6 GB, in fp8 14.3 GB (docs/memory.md).
+    backbone_dtype: str = "fp32"
+    backbone_fp8: bool = False
     ema_decay: float = 0.0  # 0 disables EMA
     seed: int = 0
     timestep_shift: float = 2.0  # Wan's shifted timestep sampling, sigma' = s*sigma / (1 + (s-1)*sigma)
@@ -103,6 +108,29 @@ class BaseTrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def _validate_backbone_memory(self) -> None:
+        from ..backbones.memory import DTYPES
+
+        if self.backbone_dtype not in DTYPES:
+            raise CinetuneError(f"backbone_dtype must be one of {', '.join(DTYPES)}, got {self.backbone_dtype!r}")
+        if self.backbone_fp8 and self.backbone_dtype == "fp32":
+            raise CinetuneError("backbone_fp8 computes each layer in bf16 or fp16: set backbone_dtype=bf16 or fp16")
+        from ..methods.registry import methods
+
+        dit_tasks = ["dit", *methods()]
+        if (self.backbone_dtype != "fp32" or self.backbone_fp8) and self.task not in dit_tasks:
+            raise CinetuneError(f"backbone_dtype and backbone_fp8 are for the tasks on a DiT ({', '.join(dit_tasks)}), "
+                                f"not {self.task}")
+        if (self.backbone_dtype != "fp32" or self.backbone_fp8) and self.task == "distill":
+            raise CinetuneError("distill stores its student as deltas from the teacher's exact weights (and checks them "
+                                "by fingerprint): keep backbone_dtype=fp32 without backbone_fp8")
+        if self.backbone_dtype != "fp32" and self.task == "dit" and not self.lora_rank:
+            raise CinetuneError(f"the dit task trains the whole transformer (kept in fp32): backbone_dtype="
+                                f"{self.backbone_dtype} needs lora_rank > 0, where the base stays frozen")
+        if self.backbone_dtype != "fp32" and self.mixed_precision == "no":
+            raise CinetuneError(f"a {self.backbone_dtype} backbone beside fp32 trainable weights needs autocast: set "
+                                f"mixed_precision={self.backbone_dtype} (or auto)")
+
     def validate(self) -> "TrainConfig":
         from ..methods.registry import methods
         from .tasks import task_names
@@ -127,6 +155,7 @@ class BaseTrainConfig:
                                 f"{self.timestep_shift}")
         if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
             raise CinetuneError(f"mixed_precision must be no, bf16, fp16 or auto, got {self.mixed_precision!r}")
+        self._validate_backbone_memory()
         if not 0.0 <= self.ema_decay < 1.0:
             raise CinetuneError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.task in methods():

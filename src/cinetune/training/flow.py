@@ -17,17 +17,19 @@ from .objectives import diffusion_inputs, flow_matching_inputs, is_flow_schedule
 from .task import Task
 
 
-def task_backbone(cfg: TrainConfig, device: torch.device, frozen: bool, dtype: torch.dtype | None = None):
-    """cfg.backbone with cfg.init's transformer weights (random init when empty), on `device`; the transformer
-    frozen when `frozen` (methods train beside it), trainable otherwise (the DiT task)."""
+def task_backbone(cfg: TrainConfig, device: torch.device, frozen: bool):
+    """cfg.backbone with cfg.init's transformer weights (random init when empty), in cfg.backbone_dtype, on `device`;
+    the transformer frozen when `frozen` (methods train beside it), trainable otherwise (the DiT task)."""
+    from ..backbones.memory import DTYPES
+
+    dtype = DTYPES[cfg.backbone_dtype]
     # The transformer never comes from the shipped weights here: cfg.init names its weights, "" means fresh ones (a
     # from-scratch run must not silently fine-tune whatever model ships).
-    backbone = load_backbone(cfg.backbone, random_init=not cfg.init, weights=False)
+    backbone = load_backbone(cfg.backbone, random_init=not cfg.init, weights=False, dtype=dtype)
     if cfg.init:
         from ..core import load_pretrained
 
-        kw = {"torch_dtype": dtype} if dtype is not None else {}
-        init = load_pretrained(type(backbone.transformer), Path(init_dir(cfg.init, "transformer")), **kw)
+        init = load_pretrained(type(backbone.transformer), Path(init_dir(cfg.init, "transformer")), torch_dtype=dtype)
         _check_same_architecture(init, backbone.transformer, cfg)
         backbone.transformer = init
     backbone.to(device)

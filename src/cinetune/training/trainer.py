@@ -173,6 +173,7 @@ def _setup(cfg: TrainConfig, resume: bool, accelerator, make_task_fn):
                             f"): pass --resume to continue it, or set another output_dir=...")
     torch.manual_seed(cfg.seed)  # model initialisation is identical on every process and every run
     task = make_task_fn(cfg, accelerator.device)
+    _frozen_backbone_memory(task, cfg)
     if cfg.gradient_checkpointing:
         task.enable_gradient_checkpointing()
     task.model.train()
@@ -186,6 +187,20 @@ def _setup(cfg: TrainConfig, resume: bool, accelerator, make_task_fn):
         if accelerator.is_main_process:
             print(f"resumed from {path} at step {start}")
     return task, optims, ema, start
+
+
+def _frozen_backbone_memory(task, cfg: TrainConfig) -> None:
+    """cfg.backbone_dtype / backbone_fp8: what trains is made fp32, the frozen backbone's other layers stored in fp8."""
+    from ..backbones.memory import DTYPES, enable_fp8, upcast_trainable
+
+    if cfg.backbone_dtype == "fp32":
+        return
+    if resolve_precision(cfg.mixed_precision) == "no":
+        raise CinetuneError(f"mixed_precision={cfg.mixed_precision} gives no autocast on this machine; a "
+                            f"{cfg.backbone_dtype} backbone needs it: set mixed_precision={cfg.backbone_dtype}")
+    upcast_trainable([p for u in task.updates() for p in u.parameters()])
+    if cfg.backbone_fp8:
+        enable_fp8(task.backbone.transformer, DTYPES[cfg.backbone_dtype], frozen_only=True)
 
 
 # Fields a resumed run may change: how it logs, validates and checkpoints, not what it trains.
@@ -327,7 +342,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
             if cfg.validate_every and done % cfg.validate_every == 0 and done != cfg.steps:
-                if main and (log_extra := _with_ema(task, ema, lambda: task.validate(out, done))):
+                if main and (log_extra := _with_ema(task, ema, lambda: _validate(task, out, done, cfg, accelerator))):
                     log.write(done, loss, lr, grad_norm, dt, log_extra)
                 if _stop_requested(task, accelerator):
                     break
@@ -338,7 +353,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         bar.close()
         accelerator.wait_for_everyone()
         if main:
-            _finish(task, ema, cfg, loss, time.perf_counter() - t_start, accelerator.num_processes, log)
+            _finish(task, ema, cfg, loss, time.perf_counter() - t_start, accelerator, log)
     finally:
         log.close()
         bar.close()
@@ -367,10 +382,17 @@ def _checkpoint(done: int, task, model, optims: dict[str, _Optim], ema, accelera
         plot_loss(log.path, out / "loss.png", cfg.preset or f"{cfg.backbone} {cfg.task}")
 
 
-def _finish(task, ema, cfg: TrainConfig, loss: float, wall: float, world: int, log) -> None:
+def _validate(task, out: Path, step: int, cfg: TrainConfig, accelerator) -> dict:
+    """task.validate; beside a half-precision backbone under the training's autocast (fp32 trained weights meet
+    bf16 activations there)."""
+    with accelerator.autocast() if cfg.backbone_dtype != "fp32" else nullcontext():
+        return task.validate(out, step)
+
+
+def _finish(task, ema, cfg: TrainConfig, loss: float, wall: float, accelerator, log) -> None:
     """Final validation, the exported weights (final/, with EMA when on), summary.json and the loss plot."""
-    out = Path(cfg.output_dir)
-    final = _with_ema(task, ema, lambda: task.validate(out, cfg.steps)) or {}
+    out, world = Path(cfg.output_dir), accelerator.num_processes
+    final = _with_ema(task, ema, lambda: _validate(task, out, cfg.steps, cfg, accelerator)) or {}
     with atomic_dir(out / "final") as tmp:
         _with_ema(task, ema, lambda: task.export(tmp))
     summary = {"steps": cfg.steps, "wall_seconds_this_run": round(wall, 1), "processes": world,

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ...core import (Handle, add_lora, apply_trained_state, enable_finetune, load_lora_state, load_pretrained,
-                     load_tensors, lora_state, read_manifest, save_tensors, state_of, trained_state, write_adapter_dir)
+                     load_tensors, lora_state, read_manifest, save_tensors, select_parameters, state_of, trained_state,
+                     write_adapter_dir)
 from ...errors import CinetuneError
 from .concat import attach_concat
 from .controlnext import ControlNeXtDiT, attach_controlnext
@@ -159,7 +160,12 @@ class ControlAttachment(Handle, ABC):
         super().__init__(name=model.method)
         self.model, self.backbone = model, backbone
         tr = backbone.transformer
-        self.base = {n: p.detach().clone() for n, p in tr.named_parameters()} if trainable and model.finetune else None
+        # the fine-tuned weights as they were, to save deltas and to restore on removal (only those: a copy of a whole
+        # frozen 14B would double its memory)
+        self.base = None
+        if trainable and model.finetune:
+            names = set(select_parameters(tr, model.finetune))
+            self.base = {n: p.detach().clone() for n, p in tr.named_parameters() if n in names}
         self.cond = self._full = None
         self.inner = self._hook()
         self.add(self.inner.remove)

@@ -101,7 +101,7 @@ class ControlTask(ConditionedTask):
         super().__init__(cfg, device)
         c = cfg.control
         self.kinds = kinds_of(c.conditions, "control.conditions")
-        self.backbone = task_backbone(cfg, device, frozen=True, dtype=torch.float32)
+        self.backbone = task_backbone(cfg, device, frozen=True)
         torch.manual_seed(cfg.seed)
         self.control = new_control_model(c.method, self.backbone, self.kinds,
                                          finetune=None if c.finetune == "auto" else c.finetune, lora_rank=c.lora_rank,

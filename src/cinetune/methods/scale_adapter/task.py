@@ -26,7 +26,7 @@ class ScaleAdapterTask(ConditionedTask):
         super().__init__(cfg, device)
         c = cfg.scale
         self.kinds = kinds_of(c.conditions, "scale.conditions")
-        self.backbone = task_backbone(cfg, device, frozen=True, dtype=torch.float32)
+        self.backbone = task_backbone(cfg, device, frozen=True)
         self.small = load_backbone(c.small_backbone).to(device)
         self.small.transformer.requires_grad_(False)
         small_control = ControlModel.load(c.small)
