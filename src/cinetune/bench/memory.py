@@ -158,9 +158,7 @@ def run(out: Path, quick: bool = False) -> Path:
              "| setting | parameters | weights GiB (vs first) | peak RSS GiB (vs first) | resident after the call GiB |"
              + (" peak device GiB |" if cuda else ""), "|---|---:|---:|---:|---:|" + ("---:|" if cuda else "")]
     for name, r in rows.items():
-        w, rss = r["weights_gib"], r["rss_gib"]
-        lines.append(f"| {name} | {r['params'] / 1e9:.2f} B | {w:.2f} ({w / base['weights_gib']:.2f}x) | "
-                     f"{rss:.2f} ({rss / base['rss_gib']:.2f}x) | {r['held_gib']:.2f} |"
+        lines.append(f"| {name} | {r['params'] / 1e9:.2f} B | {_vs_first(r, base)} | {r['held_gib']:.2f} |"
                      + (f" {r['device_gib']:.2f} |" if cuda else ""))
     lines += ["", "Weights: the bytes of the model's parameter tensors as held. The process's resident memory does not "
               "fall as far for fp8 storage: its weights are cast from their bf16 load (as `from_pretrained` then "
@@ -194,10 +192,15 @@ def _training_table(size: str, device: str, cuda: bool, quick: bool) -> list[str
              "| frozen backbone | trained parameters | weights GiB (vs first) | peak RSS GiB (vs first) |"
              + (" peak device GiB |" if cuda else ""), "|---|---:|---:|---:|" + ("---:|" if cuda else "")]
     for name, r in rows.items():
-        w, rss = r["weights_gib"], r["rss_gib"]
-        lines.append(f"| {name} | {r['trained'] / 1e6:.0f} M | {w:.2f} ({w / base['weights_gib']:.2f}x) | "
-                     f"{rss:.2f} ({rss / base['rss_gib']:.2f}x) |" + (f" {r['device_gib']:.2f} |" if cuda else ""))
+        lines.append(f"| {name} | {r['trained'] / 1e6:.0f} M | {_vs_first(r, base)} |"
+                     + (f" {r['device_gib']:.2f} |" if cuda else ""))
     return lines
+
+
+def _vs_first(r: dict, base: dict) -> str:
+    """The weights and peak RSS cells of one row, each with its ratio to the first row's."""
+    w, rss = r["weights_gib"], r["rss_gib"]
+    return f"{w:.2f} ({w / base['weights_gib']:.2f}x) | {rss:.2f} ({rss / base['rss_gib']:.2f}x)"
 
 
 if __name__ == "__main__":

@@ -56,6 +56,15 @@ def _widened(base_w: torch.Tensor, new_w: torch.Tensor, latent_channels: int) ->
     new_w[:, L:] = base_w.repeat(1, reps, *([1] * (base_w.ndim - 2)))[:, :E] / reps
 
 
+def _zero_projections(dim: int, n: int) -> nn.ModuleList:
+    """One zero-initialised Linear per copied block: an untrained branch adds nothing."""
+    out = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n))
+    for p in out:
+        nn.init.zeros_(p.weight)
+        nn.init.zeros_(p.bias)
+    return out
+
+
 def _check_fit(num_blocks: int, stride: int, layers: int) -> None:
     if not 1 <= num_blocks <= layers or stride < 1 or (num_blocks - 1) * stride >= layers:
         raise CinetuneError(f"{num_blocks} ControlNet blocks with stride {stride} do not fit {layers} blocks")
@@ -85,10 +94,7 @@ class DiTControlNet(ModelMixin, ConfigMixin):
                                          tuple(patch_size))
         self.blocks = nn.ModuleList(WanTransformerBlock(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps)
                                     for _ in range(num_blocks))
-        self.proj_out = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_blocks))
-        for p in self.proj_out:
-            nn.init.zeros_(p.weight)
-            nn.init.zeros_(p.bias)
+        self.proj_out = _zero_projections(dim, num_blocks)
         self.gradient_checkpointing = False
 
     @classmethod
@@ -148,10 +154,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
             {**cfg, "num_layers": num_blocks, "in_channels": cfg.get("in_channels", 16) + self.encoder.out_channels})
         self.patch_embed, self.blocks = donor.patch_embed, donor.transformer_blocks
         dim = donor.config.num_attention_heads * donor.config.attention_head_dim
-        self.proj_out = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_blocks))
-        for p in self.proj_out:
-            nn.init.zeros_(p.weight)
-            nn.init.zeros_(p.bias)
+        self.proj_out = _zero_projections(dim, num_blocks)
         self.gradient_checkpointing = False
 
     @classmethod
