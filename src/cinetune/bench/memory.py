@@ -194,7 +194,10 @@ def _training_table(size: str, device: str, cuda: bool, quick: bool) -> list[str
     for name, r in rows.items():
         lines.append(f"| {name} | {r['trained'] / 1e6:.0f} M | {_vs_first(r, base)} |"
                      + (f" {r['device_gib']:.2f} |" if cuda else ""))
-    return lines
+    return lines + ["", "Trained parameters stay fp32 in every row (the optimizer's states with them). Peak RSS on a "
+                    "CPU keeps more than the weights' bytes: the fp8 layers are cast from their bf16 load (the freed "
+                    "bf16 pages stay with the allocator) and autocast holds bf16 copies of the fp32 trained weights "
+                    "during the step; the weights column is what a GPU holds between steps."]
 
 
 def _vs_first(r: dict, base: dict) -> str:
