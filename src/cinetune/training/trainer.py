@@ -47,8 +47,8 @@ def _accelerator(cfg: TrainConfig):
 
 def resolve_precision(name: str) -> str:
     """"auto": bf16 autocast where the hardware computes bf16 natively (CUDA, or a CPU with AVX512-BF16 / AMX;
-    `cinetune bench foundation` measured 1.29x for a toy-large training step), fp32 elsewhere, so a recipe runs everywhere and uses
-    the fast path where it exists; anything else is returned as given."""
+    `cinetune bench foundation` measured 1.29x for a toy-large training step), fp32 elsewhere, so a recipe runs
+    everywhere and uses the fast path where it exists; anything else is returned as given."""
     if name != "auto":
         return name
     if torch.cuda.is_available():
