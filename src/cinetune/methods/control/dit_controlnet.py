@@ -10,8 +10,6 @@ control channels."""
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -149,7 +147,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         super().__init__()
         self.encoder = PixelControlEncoder(in_channels, tuple(encoder_widths), spatial_stride, temporal_compression)
         cfg = {k: v for k, v in (base_config or {}).items() if not k.startswith("_")}
-        # a two-block CogVideoX of the base's shape, latent input widened: its patch embedding and blocks are the copies
+        # an N-block CogVideoX of the base's shape, latent input widened: its patch embedding and blocks are the copies
         donor = CogVideoXTransformer3DModel.from_config(
             {**cfg, "num_layers": num_blocks, "in_channels": cfg.get("in_channels", 16) + self.encoder.out_channels})
         self.patch_embed, self.blocks = donor.patch_embed, donor.transformer_blocks
