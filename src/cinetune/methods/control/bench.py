@@ -81,7 +81,11 @@ class Plan:
         return Path("runs") / ("bench-control-quick" if self.quick else "bench-control")
 
 
-def _method_row(method: str, run_dir: Path, pipe, clips, conds, plan: Plan, feats, base_params: int) -> dict:
+def _variant(norm: str) -> str:
+    return next(label for label, n in VARIANTS.items() if n == norm)
+
+
+def _method_row(label: str, run_dir: Path, pipe, clips, conds, plan: Plan, feats, base_params: int) -> dict:
     from ...metrics import frechet_distance, psnr, ssim
     from .model import ControlModel
 
@@ -90,8 +94,7 @@ def _method_row(method: str, run_dir: Path, pipe, clips, conds, plan: Plan, feat
     videos = generate(pipe, model, clips, conds, plan.sample_steps)
     base_s, adapted_s = step_latency(pipe, model, dict(conds[0]), 3 if plan.quick else 10)
     trainable = model.num_parameters()
-    return {"method": method + (" (paper cross-norm)" if method == "controlnext" else ""),
-            "trainable": trainable, "pct": 100 * trainable / base_params,
+    return {"method": label, "trainable": trainable, "pct": 100 * trainable / base_params,
             "train_step_s": sec_per_step(run_dir), "base_step_s": base_s, "step_s": adapted_s,
             **adherence(videos, clips),
             "fvd": frechet_distance(feats.video_features(videos), feats.video_features(refs)),
@@ -112,23 +115,25 @@ def run(out: Path, quick: bool = False) -> Path:
     feats = ToyFeatures()
     curve_set = (clips[:plan.n_curve], conds[:plan.n_curve])
     rows, curves, runs = [], {}, {}
-    for method in ("controlnext", "dit-controlnet", "concat"):
-        # the main ControlNeXt row is the paper's form (the variants below add the others)
-        run_dir = runs[method] = _train(method, plan.root, plan.steps, plan.every, quick,
-                                        **({"norm": "paper"} if method == "controlnext" else {}))
-        rows.append(_method_row(method, run_dir, pipe, clips, conds, plan, feats, base_params))
+    # ControlNeXt in its default form (zero-init projection) and the paper's; the other variants join the curves
+    for label, method, norm in (("controlnext (zero-init projection, the default)", "controlnext", "zero"),
+                                ("controlnext (paper cross-norm)", "controlnext", "paper"),
+                                ("dit-controlnet", "dit-controlnet", None), ("concat", "concat", None)):
+        run_dir = runs[label] = _train(method, plan.root, plan.steps, plan.every, quick,
+                                       **({"norm": norm} if norm else {}))
+        rows.append(_method_row(label, run_dir, pipe, clips, conds, plan, feats, base_params))
         if method != "concat":  # (concat's widened patch embedding is not in the checkpoint's adapter keys)
-            label = "ControlNeXt, paper cross-norm" if method == "controlnext" else "DiT-ControlNet"
-            curves[label] = _curve(run_dir, pipe, *curve_set, plan.sample_steps, base_state)
+            curve_label = "DiT-ControlNet" if method == "dit-controlnet" else f"ControlNeXt, {_variant(norm)}"
+            curves[curve_label] = _curve(run_dir, pipe, *curve_set, plan.sample_steps, base_state)
     bare_videos = [pipe(t, steps=plan.sample_steps, guidance=5.0, seed=i, progress=False).videos[0]
                    for i, (_, t) in enumerate(clips)]
     bare_row = adherence(bare_videos, clips)
     bare_curve = adherence(bare_videos[:plan.n_curve], curve_set[0])  # the convergence clips without control
-    for label, norm in VARIANTS.items():  # the paper's Fig. 3 / Table 7 ablation (paper form trained above)
-        if norm != "paper":
+    for label, norm in VARIANTS.items():  # the paper's Fig. 3 / Table 7 ablation (zero and paper trained above)
+        if norm not in ("paper", "zero"):
             run_dir = _train("controlnext", plan.root, plan.steps, plan.every, quick, norm=norm)
             curves[f"ControlNeXt, {label}"] = _curve(run_dir, pipe, *curve_set, plan.sample_steps, base_state)
-    subsets = _subsets(runs["controlnext"], pipe, clips, conds, plan)
+    subsets = _subsets(runs[rows[0]["method"]], pipe, clips, conds, plan)
     path = out / "control.md"
     write_text(path, "\n".join(_report(plan, rows, bare_row, curves, bare_curve) + _subset_lines(subsets, bare_row)
                                 + [f"Wall time {time.perf_counter() - t_start:.0f} s.", ""]))
@@ -149,7 +154,7 @@ def _subsets(run_dir: Path, pipe, clips, conds, plan: Plan) -> dict[tuple[str, .
 
 
 def _subset_lines(subsets: dict, bare: dict) -> list[str]:
-    lines = ["## Any subset of the trained conditions (ControlNeXt, paper cross-norm)", "",
+    lines = ["## Any subset of the trained conditions (ControlNeXt, zero-init projection: the default)", "",
              "Each condition left out at random in training (`control.dropout`, each kind independently); here the "
              "same held-out clips given only some conditions. Adherence is measured on all three.", "",
              "| conditions given | canny F1 ↑ | depth err ↓ | pose PCK ↑ |", "|---|---:|---:|---:|"]
@@ -163,8 +168,10 @@ def _report(plan: Plan, rows: list[dict], bare_row: dict, curves: dict, bare_cur
     """The markdown lines of control.md (without the wall-time line)."""
     quick, steps, n_eval, sample_steps, batch = plan.quick, plan.steps, plan.n_eval, plan.sample_steps, plan.batch
     n_curve = plan.n_curve
-    cnx, cn = rows[0], rows[1]
-    reach = steps_to_reach(curves["ControlNeXt, paper cross-norm"], curves["DiT-ControlNet"][-1][1])
+    cnx, cn = rows[0], next(r for r in rows if r["method"] == "dit-controlnet")
+    target = curves["DiT-ControlNet"][-1][1]
+    reach = {form: steps_to_reach(curves[f"ControlNeXt, {form}"], target)
+             for form in ("zero-init projection", "paper cross-norm")}
     lines = ["# Control adapters on frozen toy-large", "",
              f"`cinetune bench control{' --quick' if quick else ''}`: each method trained jointly on canny + depth + "
              f"pose (each left out at random, `control.dropout`) for **{steps} steps** (batch {batch}, lr 1e-4) from "
@@ -186,17 +193,18 @@ def _report(plan: Plan, rows: list[dict], bare_row: dict, curves: dict, bare_cur
     fmt = lambda v: "never" if v is None else f"step {v} ({100 * v / steps:.0f}%)"  # noqa: E731
     lines += ["", "## Targets", "",
               "| target | measured | met |", "|---|---|---|",
-              f"| ControlNeXt trainable params ≤ 10% of base | {cnx['pct']:.1f}% | {'yes' if cnx['pct'] <= 10 else 'no'} |",
+              f"| ControlNeXt (the default form) trainable params ≤ 10% of base | {cnx['pct']:.1f}% | {'yes' if cnx['pct'] <= 10 else 'no'} |",
               f"| ControlNeXt latency overhead ≤ 10% | +{100 * (cnx['step_s'] / cnx['base_step_s'] - 1):.1f}% "
               f"(DiT-ControlNet +{100 * (cn['step_s'] / cn['base_step_s'] - 1):.1f}%) | "
               f"{'yes' if cnx['step_s'] <= 1.1 * cnx['base_step_s'] else 'no'} |"]
-    for key, v in reach.items():
-        final = curves["DiT-ControlNet"][-1][1][key]
-        informative = BETTER[key] * (final - bare_curve[key]) > 0
-        lines.append(f"| ControlNeXt reaches DiT-ControlNet's final {key} ({final:.3f}; bare {bare_curve[key]:.3f}) "
-                     f"in ≤ 1/3 of {steps} steps | {fmt(v)} | "
-                     + (("yes" if v is not None and v <= steps / 3 else "no") if informative
-                        else "n/a: DiT-ControlNet no better than the bare model") + " |")
+    for form, by_key in reach.items():
+        for key, v in by_key.items():
+            final = target[key]
+            informative = BETTER[key] * (final - bare_curve[key]) > 0
+            lines.append(f"| ControlNeXt ({form}) reaches DiT-ControlNet's final {key} ({final:.3f}; bare "
+                         f"{bare_curve[key]:.3f}) in ≤ 1/3 of {steps} steps | {fmt(v)} | "
+                         + (("yes" if v is not None and v <= steps / 3 else "no") if informative
+                            else "n/a: DiT-ControlNet no better than the bare model") + " |")
     lines += ["", f"## Convergence (adherence on {n_curve} held-out clips at each checkpoint; plot: control.png)", ""]
     for key in BETTER:
         pts = next(iter(curves.values()))
