@@ -29,6 +29,17 @@ def control_cfg(tmp_path, method="controlnext", **over):
         "control": {"method": method, "conditions": "canny,depth", "clip_cache": 4}, **over})
 
 
+def train_keeping_task(cfg):
+    """(the run's directory, the task it trained) for a look inside after training."""
+    made = []
+
+    def make(c, device):
+        made.append(make_task(c, device))
+        return made[-1]
+
+    return train(cfg, progress=False, make_task_fn=make), made[-1]
+
+
 def test_frozen_only_fp8_skips_trained_layers_and_diffusers_exceptions():
     tr = load_backbone("toy-small", random_init=True, dtype=torch.bfloat16).transformer.requires_grad_(False)
     add_lora(tr, rank=2, name="t")
@@ -51,14 +62,7 @@ def test_frozen_only_fp8_skips_trained_layers_and_diffusers_exceptions():
 
 
 def test_controlnext_trains_beside_a_bf16_backbone_in_fp8(tmp_path):
-    made = []
-
-    def make(cfg, device):
-        made.append(make_task(cfg, device))
-        return made[-1]
-
-    out = train(control_cfg(tmp_path), progress=False, make_task_fn=make)
-    task = made[-1]
+    out, task = train_keeping_task(control_cfg(tmp_path))
     params = dict(task.backbone.transformer.named_parameters())
     trained = {n for n, p in params.items() if p.requires_grad}
     assert trained and all("attn1.to_out" in n for n in trained)
@@ -86,12 +90,6 @@ def test_bad_backbone_memory_settings_are_errors(tmp_path, over, match):
 
 
 def test_dit_controlnet_copies_of_a_bf16_backbone_train_in_fp32(tmp_path):
-    made = []
-
-    def make(cfg, device):
-        made.append(make_task(cfg, device))
-        return made[-1]
-
-    out = train(control_cfg(tmp_path, "dit-controlnet"), progress=False, make_task_fn=make)
-    assert {p.dtype for p in made[-1].control.module.parameters()} == {torch.float32}
+    out, task = train_keeping_task(control_cfg(tmp_path, "dit-controlnet"))
+    assert {p.dtype for p in task.control.module.parameters()} == {torch.float32}
     assert ControlModel.load(out / "final" / "control").module.dtype == torch.float32
