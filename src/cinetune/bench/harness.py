@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import CinetuneError
-from . import median_time
+from . import interleaved_medians
 
 KINDS = ["canny", "depth", "pose"]
 
@@ -142,23 +143,30 @@ def adherence(videos, clips) -> dict:
 
 
 def step_latency(pipe, model, cond, repeats: int) -> tuple[float, float]:
-    """Median seconds per denoiser call (CFG batch 2) for the bare base and with the adapter."""
+    """Median seconds per denoiser call (CFG batch 2) for the bare base and with the adapter, timed in alternation
+    (interleaved_medians) so that a shared machine's load falls on both alike; attaching is off the clock."""
     view, bb = pipe.backbone.view, pipe.backbone
     lat = torch.randn(2, *bb.codec.latent_shape(17, 64, 64))
     emb = bb.text_encoder(["a red circle", ""])
     t = torch.tensor([500.0, 500.0])
 
-    with torch.no_grad():
-        base = median_time(lambda: view(lat, t, emb), repeats)
+    @contextmanager
+    def adapted():
         att = model.attach(bb)
         att.prepare(cond)
 
         def step():
             att.before_step(lat, t, emb, 1.0)
             view(lat, t, emb)
-        adapted = median_time(step, repeats)
-        att.remove()
-    return base, adapted
+        try:
+            yield step
+        finally:
+            att.remove()
+
+    with torch.no_grad():
+        sec = interleaved_medians({"base": lambda: nullcontext(lambda: view(lat, t, emb)), "adapted": adapted},
+                                  repeats)
+    return sec["base"], sec["adapted"]
 
 
 def sec_per_step(run: Path) -> float:
