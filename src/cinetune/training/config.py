@@ -117,17 +117,18 @@ class BaseTrainConfig:
             raise CinetuneError("backbone_fp8 computes each layer in bf16 or fp16: set backbone_dtype=bf16 or fp16")
         from ..methods.registry import methods
 
+        half = self.backbone_dtype != "fp32"  # (fp8 needs it, checked above)
         dit_tasks = ["dit", *methods()]
-        if (self.backbone_dtype != "fp32" or self.backbone_fp8) and self.task not in dit_tasks:
+        if half and self.task not in dit_tasks:
             raise CinetuneError(f"backbone_dtype and backbone_fp8 are for the tasks on a DiT ({', '.join(dit_tasks)}), "
                                 f"not {self.task}")
-        if (self.backbone_dtype != "fp32" or self.backbone_fp8) and self.task == "distill":
+        if half and self.task == "distill":
             raise CinetuneError("distill stores its student as deltas from the teacher's exact weights (and checks them "
                                 "by fingerprint): keep backbone_dtype=fp32 without backbone_fp8")
-        if self.backbone_dtype != "fp32" and self.task == "dit" and not self.lora_rank:
+        if half and self.task == "dit" and not self.lora_rank:
             raise CinetuneError(f"the dit task trains the whole transformer (kept in fp32): backbone_dtype="
                                 f"{self.backbone_dtype} needs lora_rank > 0, where the base stays frozen")
-        if self.backbone_dtype != "fp32" and self.mixed_precision == "no":
+        if half and self.mixed_precision == "no":
             raise CinetuneError(f"a {self.backbone_dtype} backbone beside fp32 trainable weights needs autocast: set "
                                 f"mixed_precision={self.backbone_dtype} (or auto)")
 
