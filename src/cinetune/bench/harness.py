@@ -128,6 +128,16 @@ def generate(pipe, model, clips, conds, steps: int) -> list[np.ndarray]:
             for i, (_, t) in enumerate(clips)]
 
 
+def through_vae(codec, videos) -> list[np.ndarray]:
+    """Each video (F, H, W, 3) uint8 encoded and decoded by `codec`: what a generator's ceiling is, since every
+    generated video is a decoded latent."""
+    from ..pipelines import to_uint8
+    from ..toyworld import video_to_tensor
+
+    with torch.no_grad():
+        return [to_uint8(codec.decode(codec.encode(video_to_tensor(v)[None])))[0] for v in videos]
+
+
 def adherence(videos, clips) -> dict:
     from ..conditions import exact_structured, get_extractor
     from ..metrics import depth_error, edge_f1, pose_pck

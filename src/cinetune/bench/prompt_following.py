@@ -158,17 +158,15 @@ def word_sensitivity(backbone, clips: list, captions: list[str], sigmas=(0.7, 0.
 
 def run(out: Path, quick: bool = False) -> Path:
     from ..backbones import load_backbone
-    from ..pipelines import TextToVideoPipeline, to_uint8
-    from ..toyworld import video_to_tensor
+    from ..pipelines import TextToVideoPipeline
     from ..toynets.labels import GROUPS
+    from .harness import through_vae
 
     t0 = time.perf_counter()
     n, steps = (6, 10) if quick else (40, 25)
     clips, prompts, stated = held_out_prompts(n)
     rows = [("rendered clips (each reader's own accuracy)", accuracy(read_back([c.video for c in clips]), stated))]
-    codec = load_backbone("toy-small").codec
-    with torch.no_grad():
-        rec = [to_uint8(codec.decode(codec.encode(video_to_tensor(c.video)[None])))[0] for c in clips]
+    rec = through_vae(load_backbone("toy-small").codec, [c.video for c in clips])
     rows.append(("rendered clips through the toy VAE (the ceiling for generated videos)",
                  accuracy(read_back(rec), stated)))
     m = max(4, n // 2)
