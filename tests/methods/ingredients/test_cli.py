@@ -1,4 +1,4 @@
-"""Ingredients from the CLI on tiny runs: stage 1, stage 2 from it (bit-identical resume), generation with one and
+"""Ingredients from the CLI on tiny runs: stage 1 and stage 2 from it (each resumes bit-identically), generation with one and
 two reference photos; bad input is one line and exit status 2."""
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ def runs(tmp_path_factory):
     cache = f"data.cache_path={root / 'cache.safetensors'}"
     r = run("train", "ingredients", "--preset", "tiny-ingredients", f"output_dir={root / 's1'}", cache)
     assert r.returncode == 0, r.stderr[-2000:]
+    for extra in (("--stop-after", "2"), ("--resume",)):  # stage 1 stopped part-way and resumed, beside s1
+        r = run("train", "ingredients", "--preset", "tiny-ingredients", f"output_dir={root / 's1-resumed'}", cache,
+                *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
     r = run("train", "ingredients", "--preset", "tiny-ingredients", "--stage", "2", "--stage1", str(root / "s1"),
             f"output_dir={root / 's2'}", cache, "--stop-after", "2")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -43,11 +47,21 @@ def runs(tmp_path_factory):
     return root
 
 
-def test_stage_two_resumes_bit_identically_and_trains_only_the_router(runs):
-    a = load_file(runs / "s2" / "final" / "ingredients" / "module" / "diffusion_pytorch_model.safetensors")
-    b = load_file(runs / "s2-straight" / "final" / "ingredients" / "module" / "diffusion_pytorch_model.safetensors")
+def _module(run_dir):
+    return load_file(run_dir / "final" / "ingredients" / "module" / "diffusion_pytorch_model.safetensors")
+
+
+def test_stage_one_resumes_bit_identically(runs):
+    """Stage 1 draws a dropout mode per sample: a resumed run must draw the same ones."""
+    a, b = _module(runs / "s1-resumed"), _module(runs / "s1")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    s1 = load_file(runs / "s1" / "final" / "ingredients" / "module" / "diffusion_pytorch_model.safetensors")
+    assert len((runs / "s1-resumed" / "metrics.csv").read_text().splitlines()) > 1
+
+
+def test_stage_two_resumes_bit_identically_and_trains_only_the_router(runs):
+    a, b = _module(runs / "s2"), _module(runs / "s2-straight")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    s1 = _module(runs / "s1")
     moved = {k for k in a if not torch.equal(a[k], s1[k])}
     assert moved and all(any(f".{r}" in k for r in ("f.", "g.", "aggregate.", "norm_h.", "norm_t.")) for k in moved)
     metrics = (runs / "s2" / "metrics.csv").read_text()
