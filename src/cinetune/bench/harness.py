@@ -112,6 +112,29 @@ def train_or_reuse(cfg) -> Path:
     return train(cfg, resume=resume, progress=False)
 
 
+def _one_process_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def train_chains(chains: list, jobs: int) -> None:
+    """Run each chain (a picklable callable that trains one or more runs in order through train_or_reuse) on `jobs`
+    processes at once, each with cores / jobs torch threads, before a bench's own run() reuses what they trained.
+    The chains of one bench share no run directory, so two processes never train the same run."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    if jobs <= 1:
+        for chain in chains:
+            chain()
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_process_threads,
+                             initargs=(threads,)) as pool:
+        for done in [pool.submit(chain) for chain in chains]:
+            done.result()  # a chain's error is raised here, after the others have finished or failed
+
+
 def eval_set(n: int):
     from ..toyworld import RenderConfig, clip_seed, render_clip
     from ..methods.control.task import training_condition

@@ -365,7 +365,14 @@ def cmd_bench(a: argparse.Namespace) -> None:
     from ..io import check_writable
 
     check_writable(Path(a.out) / f"{a.name}.md")  # --out is the results folder: refused before hours of work
-    print(importlib.import_module(found[a.name]).run(Path(a.out), quick=a.quick))
+    module = importlib.import_module(found[a.name])
+    if a.jobs > 1:
+        if not hasattr(module, "chains"):
+            raise CinetuneError(f"bench {a.name} has no independent trainings to run at once: leave --jobs at 1")
+        from ..bench.harness import train_chains
+
+        train_chains(module.chains(a.quick), a.jobs)  # run() then reuses every finished run
+    print(module.run(Path(a.out), quick=a.quick))
 
 
 def cmd_extract(a: argparse.Namespace) -> None:
@@ -621,6 +628,9 @@ def _add_evaluation(sub) -> None:
     b.add_argument("name", help=" | ".join(benches()))
     b.add_argument("--quick", action="store_true")
     b.add_argument("--out", default="benchmarks/results")
+    b.add_argument("--jobs", type=_int_in(1, 64), default=1,
+                   help="processes that train the bench's independent runs at once before it measures (benches that "
+                        "train: control, scale-adapter, ingredients)")
     b.set_defaults(fn=cmd_bench)
 
 

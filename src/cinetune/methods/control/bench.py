@@ -81,6 +81,15 @@ class Plan:
         return Path("runs") / ("bench-control-quick" if self.quick else "bench-control")
 
 
+def chains(quick: bool = False) -> list:
+    """Every run of the bench, each independent (`cinetune bench control --jobs 2`)."""
+    from functools import partial
+
+    plan = Plan.of(quick)
+    runs = [("controlnext", {"norm": n}) for n in VARIANTS.values()] + [("dit-controlnet", {}), ("concat", {})]
+    return [partial(_train, method, plan.root, plan.steps, plan.every, quick, **kw) for method, kw in runs]
+
+
 def _variant(norm: str) -> str:
     return next(label for label, n in VARIANTS.items() if n == norm)
 

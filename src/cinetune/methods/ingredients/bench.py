@@ -89,6 +89,33 @@ def _train(plan: Plan, name: str, stage1: Path | None, steps: int | None = None,
     return train_or_reuse(cfg)
 
 
+def _main_chain(quick: bool) -> dict[str, Path]:
+    """Stage 1, then the Ingredients run and each stage-2 ablation from it."""
+    plan = Plan.of(quick)
+    s1 = _train(plan, "stage1", None)
+    return {name: _train(plan, _slug(name), s1, **over) for name, over in STAGE2.items()}
+
+
+def _canvas_chain(quick: bool) -> dict[str, Path]:
+    plan = Plan.of(quick)
+    return {"canvas after the VAE": _train(plan, "canvas-after", _train(plan, "stage1-canvas-after", None,
+                                                                         canvas="after"), canvas="after")}
+
+
+def _i2v_chain(quick: bool) -> dict[str, Path]:
+    """The I2V-initialised base: stage 0 teaches the slot to read a first frame, stages 1 and 2 continue from it."""
+    plan = Plan.of(quick)
+    s0 = _train(plan, "stage0-i2v", None, steps=plan.steps0, stage=0)
+    return {I2V: _train(plan, "i2v", _train(plan, "stage1-i2v", None, init=str(s0)))}
+
+
+def chains(quick: bool = False) -> list:
+    """The bench's trainings as independent chains (`cinetune bench ingredients --jobs 2`)."""
+    from functools import partial
+
+    return [partial(_main_chain, quick), partial(_canvas_chain, quick), partial(_i2v_chain, quick)]
+
+
 def score(videos: list[np.ndarray], scenes: list[tuple], faces) -> dict:
     """Face similarity (min over greedy matches), swap rate, hair / skin read-back, face Fréchet distance and text
     alignment (the toy video encoder's probability of what the prompt states: actions, background)."""
@@ -147,13 +174,7 @@ def run(out: Path, quick: bool = False) -> Path:
     from .model import IngredientsModel
 
     t0, out, plan = time.perf_counter(), Path(out), Plan.of(quick)
-    s1 = _train(plan, "stage1", None)
-    runs = {name: _train(plan, _slug(name), s1, **over) for name, over in STAGE2.items()}
-    s1_after = _train(plan, "stage1-canvas-after", None, canvas="after")
-    runs["canvas after the VAE"] = _train(plan, "canvas-after", s1_after, canvas="after")
-    # the I2V-initialised base: stage 0 teaches the slot to read a first frame, stage 1 and 2 continue from it
-    s0 = _train(plan, "stage0-i2v", None, steps=plan.steps0, stage=0)
-    runs[I2V] = _train(plan, "i2v", _train(plan, "stage1-i2v", None, init=str(s0)))
+    runs = {**_main_chain(quick), **_canvas_chain(quick), **_i2v_chain(quick)}
     pipe = TextToVideoPipeline.from_pretrained("toy-large", device="cpu")
     scenes, faces = held_out_scenes(plan.per_count), ToyFaces()
     rows = {"toy-large, no identities": score(_generate(pipe, scenes, plan), scenes, faces)}

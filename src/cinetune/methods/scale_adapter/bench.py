@@ -42,6 +42,37 @@ def _train_scale(root: Path, name: str, steps: int, quick: bool, **scale) -> Pat
     return train_or_reuse(cfg)
 
 
+BASELINES = (("dit-controlnet", "DiT-ControlNet", {}),
+             ("controlnext", "ControlNeXt (zero-init projection, the default)", {"norm": "zero"}),
+             ("concat", "toy-large fully fine-tuned, concat (upper bound)", {}))
+ABLATIONS = (("without MCE", {"mce": False}), ("half the adapters (1)", {"count": 1}))
+
+
+def _sizes(quick: bool) -> tuple[Path, Path, int, list[int]]:
+    """(runs root, the control bench's runs root, steps per method, adapter counts of the curve). The baselines are
+    the control bench's runs (same data, steps, batch, lr), reused when already trained there."""
+    return (Path("runs") / ("bench-scale-quick" if quick else "bench-scale"),
+            Path("runs") / ("bench-control-quick" if quick else "bench-control"),
+            20 if quick else 300, [1, 3] if quick else [1, 2, 3, 4])
+
+
+def _ablation_dir(name: str) -> str:
+    return name.split(" (")[0].replace(" ", "-")
+
+
+def chains(quick: bool = False) -> list:
+    """The runs trained before the tables, each independent (`cinetune bench scale-adapter --jobs 2`); the
+    equal-wall-time run waits for run(), since its steps come from DiT-ControlNet's measured step time."""
+    from functools import partial
+
+    root, control_root, steps, counts = _sizes(quick)
+    out = [partial(_train_scale, root, "scale-adapter", steps, quick)]
+    out += [partial(_train, method, control_root, steps, steps, quick, **kw) for method, _, kw in BASELINES]
+    out += [partial(_train_scale, root, _ablation_dir(name), steps, quick, **kw) for name, kw in ABLATIONS]
+    out += [partial(_train_scale, root, f"count-{c}", steps, quick, count=c) for c in counts if c not in (1, 3)]
+    return out
+
+
 def _quality(videos, clips, feats) -> dict:
     from ...metrics import frechet_distance, ssim
     from ...metrics.temporal import temporal_consistency
@@ -91,12 +122,8 @@ class _Ctx:
         from ...pipelines import TextToVideoPipeline
 
         self.quick = quick
-        self.root = Path("runs") / ("bench-scale-quick" if quick else "bench-scale")
-        # the baselines are the control bench's runs (same data, steps, batch, lr), reused when already trained there
-        self.control_root = Path("runs") / ("bench-control-quick" if quick else "bench-control")
-        self.steps = 20 if quick else 300
+        self.root, self.control_root, self.steps, self.counts = _sizes(quick)
         self.n_eval, self.sample_steps = (3, 6) if quick else (8, 20)
-        self.counts = [1, 3] if quick else [1, 2, 3, 4]
         self.large = TextToVideoPipeline.from_pretrained("toy-large", device="cpu")
         self.small = TextToVideoPipeline.from_pretrained("toy-small", device="cpu")
         self.base_params = sum(p.numel() for p in self.large.backbone.transformer.parameters())
@@ -129,9 +156,7 @@ def _table1(ctx: _Ctx):
     sa_dir = _train_scale(ctx.root, "scale-adapter", ctx.steps, ctx.quick)
     sa = ScaleAdapterModel.load(sa_dir / "final" / "scale")
     t1 = [ctx.trained_row("Scale-Adapter (frozen toy-large + frozen small)", sa_dir, sa, ctx.steps)]
-    for method, label, kw in (("dit-controlnet", "DiT-ControlNet", {}),
-                              ("controlnext", "ControlNeXt (zero-init projection, the default)", {"norm": "zero"}),
-                              ("concat", "toy-large fully fine-tuned, concat (upper bound)", {})):
+    for method, label, kw in BASELINES:
         run_dir = _train(method, ctx.control_root, ctx.steps, ctx.steps, ctx.quick, **kw)
         t1.append(ctx.trained_row(label, run_dir, ControlModel.load(run_dir / "final" / "control"), ctx.steps))
     t1.append(ctx.row("small conditional model alone (toy-small-control)",
@@ -146,8 +171,8 @@ def _table2(ctx: _Ctx, full: dict):
     from .model import ScaleAdapterModel
 
     t2 = [dict(full, name="full (MCE, 3 adapters)")]
-    for name, kw in (("without MCE", {"mce": False}), ("half the adapters (1)", {"count": 1})):
-        d = _train_scale(ctx.root, name.split(" (")[0].replace(" ", "-"), ctx.steps, ctx.quick, **kw)
+    for name, kw in ABLATIONS:
+        d = _train_scale(ctx.root, _ablation_dir(name), ctx.steps, ctx.quick, **kw)
         t2.append(ctx.trained_row(name, d, ScaleAdapterModel.load(d / "final" / "scale"), ctx.steps))
     curve = []
     for c in ctx.counts:
