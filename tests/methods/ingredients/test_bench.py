@@ -26,3 +26,6 @@ def test_report_splits_tables_and_reads_targets_off_the_shipped_model():
     assert targets["swap rate ≤ 15% with three"] == "no"  # 0.2
     assert targets["with pose control: face similarity ≥ 85% of alone"] == "yes"  # 0.44 / 0.5 = 88%
     assert targets["at 4 steps: face similarity ≥ 85% of alone"] == "no"  # 80%
+    rows |= {bench.SHIPPED: _row(-0.17), "tuning baseline (LoRA per reference set)": _row(-0.2)}
+    again = "\n".join(bench._report(bench.Plan.of(False), rows, by_count))
+    assert "| face similarity ≥ 2x the tuning baseline's | -0.170 vs -0.200 | no |" in again  # not "2x" a negative

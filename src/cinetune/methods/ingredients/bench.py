@@ -242,7 +242,7 @@ def _report(plan: Plan, rows: dict, by_count: dict) -> list[str]:
     yes = lambda ok: "yes" if ok else "no"  # noqa: E731
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|",
               f"| face similarity ≥ 2x the tuning baseline's | {ing['face_sim']:.3f} vs {inv['face_sim']:.3f} | "
-              f"{yes(ing['face_sim'] >= 2 * inv['face_sim'])} |",
+              f"{yes(ing['face_sim'] > 0 and ing['face_sim'] >= 2 * inv['face_sim'])} |",  # 2x a negative means nothing
               f"| far above the base without identities | {ing['face_sim']:.3f} vs {base['face_sim']:.3f} | "
               f"{yes(ing['face_sim'] > base['face_sim'])} |",
               f"| routing loss raises it over none (equal budget) | {short:.3f} vs {none:.3f} | {yes(short > none)} |",
