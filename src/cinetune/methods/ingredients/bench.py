@@ -6,10 +6,10 @@ the targets measure the shipped toy-large-ingredients (what users get, its full 
 identities and the tuning baseline (a LoRA fitted per reference set), with soft routing, per number of people, with
 pose control and on the 4-step student. The ablations (Tables 2-3: no routing loss, MSE routing loss, box
 supervision, canvas after the VAE, I2V initialisation) are the bench's own runs, all at one shorter budget next to
-an Ingredients run at that budget, so that the full run fits in 3 hours of one core. Face similarity is the paper's (greedy matching per frame,
-minimum), the identity-swap rate counts generated faces whose nearest reference is another person's (faces and
-references both ordered left to right), hair / skin read back by the toy video encoder (which the extractor never
-sees), toy alignment, and a Fréchet distance between generated and reference face embeddings."""
+an Ingredients run at that budget, so that the full run fits in 3 hours of one core. Face similarity is the paper's
+(greedy matching per frame, minimum), the identity-swap rate counts generated faces whose nearest reference is
+another person's (faces and references both ordered left to right), hair / skin read back by the toy video encoder
+(which the extractor never sees), toy alignment, and a Fréchet distance between generated and reference face embeddings."""
 
 from __future__ import annotations
 
