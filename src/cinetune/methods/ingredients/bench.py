@@ -9,7 +9,8 @@ supervision, canvas after the VAE, I2V initialisation) are the bench's own runs,
 an Ingredients run at that budget, so that the full run fits in 3 hours of one core. Face similarity is the paper's
 (greedy matching per frame, minimum), the identity-swap rate counts generated faces whose nearest reference is
 another person's (faces and references both ordered left to right), hair / skin read back by the toy video encoder
-(which the extractor never sees), toy alignment, and a Fréchet distance between generated and reference face embeddings."""
+(which the extractor never sees), toy alignment, and a Fréchet distance between generated and reference face
+embeddings."""
 
 from __future__ import annotations
 

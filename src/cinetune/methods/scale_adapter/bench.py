@@ -46,6 +46,7 @@ BASELINES = (("dit-controlnet", "DiT-ControlNet", {}),
              ("controlnext", "ControlNeXt (zero-init projection, the default)", {"norm": "zero"}),
              ("concat", "toy-large fully fine-tuned, concat (upper bound)", {}))
 ABLATIONS = (("without MCE", {"mce": False}), ("half the adapters (1)", {"count": 1}))
+SHARED_COUNTS = (1, 3)  # adapter counts of the curve that reuse a run: the half-adapters ablation and the full model
 
 
 def _sizes(quick: bool) -> tuple[Path, Path, int, list[int]]:
@@ -69,7 +70,7 @@ def chains(quick: bool = False) -> list:
     out = [partial(_train_scale, root, "scale-adapter", steps, quick)]
     out += [partial(_train, method, control_root, steps, steps, quick, **kw) for method, _, kw in BASELINES]
     out += [partial(_train_scale, root, _ablation_dir(name), steps, quick, **kw) for name, kw in ABLATIONS]
-    out += [partial(_train_scale, root, f"count-{c}", steps, quick, count=c) for c in counts if c not in (1, 3)]
+    out += [partial(_train_scale, root, f"count-{c}", steps, quick, count=c) for c in counts if c not in SHARED_COUNTS]
     return out
 
 
@@ -176,7 +177,7 @@ def _table2(ctx: _Ctx, full: dict):
         t2.append(ctx.trained_row(name, d, ScaleAdapterModel.load(d / "final" / "scale"), ctx.steps))
     curve = []
     for c in ctx.counts:
-        if c in (1, 3):
+        if c in SHARED_COUNTS:
             curve.append((c, t2[2] if c == 1 else full))
             continue
         d = _train_scale(ctx.root, f"count-{c}", ctx.steps, ctx.quick, count=c)
