@@ -84,6 +84,36 @@ def test_concat_trained_weights_round_trip(pipe, controls, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("method", ["controlnext", "concat"])
+def test_one_condition_per_prompt_in_one_call(method, pipe, controls):
+    """A batch with one condition video per prompt samples each prompt as a call of its own with that condition
+    (same starting noise), and a condition for every prompt is shared by all."""
+    model = small(method, pipe, ["depth"], norm="paper")
+    if method == "concat":  # a trained-looking condition slot (zero at init)
+        att = model.attach(pipe.backbone, trainable=True)
+        with torch.no_grad():
+            att.inner.patch_embedding.weight[:, 16:].normal_(0, 0.05)
+        model = att.collect()
+        att.remove()
+    other, _ = render_clip(9, RenderConfig(frames=5, height=32, width=32))
+    depths = [controls["depth"], exact_condition(other, "depth")]
+    prompts = ["a red circle", "a blue square"]
+    kw = {k: v for k, v in KW.items() if k != "seed"}
+    noise = torch.randn((2, *pipe.backbone.codec.latent_shape(5, 32, 32)), generator=torch.Generator().manual_seed(3))
+    ctl = ControlledPipeline(pipe, model)
+    both = ctl(prompts, controls={"depth": depths}, latents=noise, **kw).latents
+    for i in range(2):
+        alone = ctl(prompts[i], controls={"depth": depths[i]}, latents=noise[i:i + 1], **kw).latents
+        torch.testing.assert_close(both[i:i + 1], alone, atol=1e-4, rtol=1e-4)
+    shared = ctl(prompts, controls={"depth": depths[0]}, latents=noise, **kw).latents
+    torch.testing.assert_close(shared[0], both[0], atol=1e-4, rtol=1e-4)
+    assert (shared[1] - both[1]).abs().max() > 1e-3  # the second prompt's condition acts
+    stacked = ctl(prompts, controls={"depth": np.stack(depths)}, latents=noise, **kw).latents
+    torch.testing.assert_close(stacked, both)
+    with pytest.raises(CinetuneError, match="3 videos for 2 prompts"):
+        ctl(prompts, controls={"depth": depths + depths[:1]}, **KW)
+
+
 def test_fit_condition():
     v = np.zeros((9, 64, 96, 3), np.uint8)
     v[:, :, 48:] = 255
@@ -115,3 +145,32 @@ def test_generate_cli_with_an_adapter(pipe, tmp_path, monkeypatch):
     assert main(common + ["--adapter", str(tmp_path / "ad"), "--control", "depth=" + str(tmp_path / "ref.mp4"),
                           "--out", str(tmp_path / "x.mp4")]) == 2  # the adapter takes canny
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_one_set_of_people_per_prompt_in_one_call(pipe):
+    """Ingredients with a set of reference photos per prompt samples each prompt as it would alone with its set."""
+    from cinetune.methods.ingredients.model import IngredientsModel
+    from cinetune.toynets import reference_portrait
+
+    torch.manual_seed(0)
+    model = IngredientsModel.new(pipe.backbone, interval=2, num_queries=4, id_tokens=2, projector_dim=32)
+    with torch.no_grad():  # acting weights (zero-initialised outputs would make every set look alike)
+        for inj in model.module.injectors.values():
+            inj.to_out.weight.normal_(0, 0.05)
+        model.module.slot.normal_(0, 0.05)
+    photos = [reference_portrait(k).video[0] for k in (1, 4, 9, 13)]
+    sets = [photos[:2], photos[2:]]
+    prompts = ["two people talk", "two people nod"]
+    kw = dict(frames=5, height=64, width=64, steps=2, guidance=3.0, progress=False)
+    noise = torch.randn((2, *pipe.backbone.codec.latent_shape(5, 64, 64)), generator=torch.Generator().manual_seed(3))
+    ing = ControlledPipeline(pipe, model)
+    both = ing(prompts, identities=sets, latents=noise, **kw).latents
+    for i in range(2):
+        alone = ing(prompts[i], identities=sets[i], latents=noise[i:i + 1], **kw).latents
+        torch.testing.assert_close(both[i:i + 1], alone, atol=1e-4, rtol=1e-4)
+    shared = ing(prompts, identities=sets[0], latents=noise, **kw).latents
+    assert (shared[1] - both[1]).abs().max() > 1e-3  # the second set of people acts
+    with pytest.raises(CinetuneError, match="same number of people"):
+        ing(prompts, identities=[photos[:2], photos[2:3]], **kw)
+    with pytest.raises(CinetuneError, match="3 sets of reference images for 2 prompts"):
+        ing(prompts, identities=[photos[:1]] * 3, **kw)

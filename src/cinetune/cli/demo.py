@@ -58,18 +58,18 @@ def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
     adapters = {name: load_adapter(asset) for name, asset in DEMO_ADAPTERS.items() if (assets_root() / asset).is_dir()}
     kinds = adapters["controlnext"].kinds
     clips = [c for c in (render_clip(clip_seed(DEMO_CONTROL_SEED, i)) for i in range(64)) if c[0].keypoints.shape[1]][:2]
-    rows = []
-    for i, (clip, prompt) in enumerate(clips):
-        conds = {k: training_condition(clip, k) for k in kinds}
-        cols = [clip.video, *(conds[k] for k in kinds),
-                pipe(prompt, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]]
-        for name, model in adapters.items():
-            video = AdaptedPipeline(pipe, model)(prompt, controls=conds, steps=a.steps, guidance=a.guidance,
-                                                    seed=a.seed, progress=False).videos[0]
-            cols.append(video)
+    prompts = [prompt for _, prompt in clips]
+    conds = {k: [training_condition(clip, k) for clip, _ in clips] for k in kinds}  # one video per prompt
+    columns = [[clip.video for clip, _ in clips], *conds.values(),
+               pipe(prompts, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos]
+    for name, model in adapters.items():  # both clips in one call each: the same noise as the uncontrolled column
+        videos = AdaptedPipeline(pipe, model)(prompts, controls=conds, steps=a.steps, guidance=a.guidance,
+                                              seed=a.seed, progress=False).videos
+        columns.append(videos)
+        for i, (video, prompt) in enumerate(zip(videos, prompts)):
             print(write_video(out / f"{name}-{i:02d}.mp4", video, fps), f" <- {prompt} + {', '.join(kinds)} of a "
                   "held-out clip")
-        rows.append(np.concatenate(cols, 2))
+    rows = [np.concatenate([col[i] for col in columns], 2) for i in range(len(clips))]
     print("control-grid.gif columns: reference | " + " | ".join(kinds) + " | uncontrolled | " + " | ".join(adapters))
     return write_video(out / "control-grid.gif", video_grid(rows, cols=1), fps)
 
@@ -109,15 +109,18 @@ def _demo_ingredients(pipe, out: Path, a: argparse.Namespace, fps: int) -> None:
 
     if not (assets_root() / DEMO_IDENTITIES).is_dir():
         return
-    model, rows = load_adapter(DEMO_IDENTITIES), []
-    for _, text, ids in [s for s in held_out_scenes(2) if len(s[2]) == 2][:2]:
-        photos = [reference_photo(k) for k in ids]  # (H, W, 3) each, the video's frame size
-        plain = pipe(text, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos[0]
-        ing = AdaptedPipeline(pipe, model)(text, identities=photos, steps=a.steps, guidance=a.guidance, seed=a.seed,
-                                           progress=False).videos[0]
+    model = load_adapter(DEMO_IDENTITIES)
+    scenes = [s for s in held_out_scenes(2) if len(s[2]) == 2][:2]
+    texts = [text for _, text, _ in scenes]
+    people = [[reference_photo(k) for k in ids] for _, _, ids in scenes]  # (H, W, 3) each, the video's frame size
+    plain = pipe(texts, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos
+    ing = AdaptedPipeline(pipe, model)(texts, identities=people, steps=a.steps, guidance=a.guidance, seed=a.seed,
+                                       progress=False).videos
+    rows = []
+    for photos, p, v in zip(people, plain, ing):
         H = photos[0].shape[0]
         frame = np.full_like(photos[0], 255)
         frame[H // 4:H // 4 + H // 2] = np.concatenate(photos, 1)[::2, ::2]  # both photos at half size, on white
-        rows.append(np.concatenate([np.repeat(frame[None], len(plain), 0), plain, ing], 2))
+        rows.append(np.concatenate([np.repeat(frame[None], len(p), 0), p, v], 2))
     grid = write_video(out / "ingredients-grid.gif", video_grid(rows, cols=1), fps)
     print(f"{grid}  columns: reference photos | no identities | Ingredients")

@@ -38,6 +38,9 @@ def fit_condition(video: np.ndarray, frames: int, height: int, width: int, kind:
 class AdaptedPipeline:
     """pipe(prompt, controls={"depth": video, ...}, control_scale=1.0, control_start=0.0, control_end=1.0, ...)
 
+    With several prompts, each condition is one video for all of them or one per prompt (a list, or (B,F,H,W,3)),
+    and `identities` one set of reference images for all or a list of sets, one per prompt.
+
     `adapters`: one saved model of any registered method (core.AdapterModel) or a list of them; all are attached to
     the backbone for the call and removed after it. They act on denoising steps whose fraction i/steps lies in
     [control_start, control_end) (the ControlNet "guidance start/end" knobs), on both classifier-free-guidance
@@ -63,7 +66,8 @@ class AdaptedPipeline:
                  interpolate: bool = False, identities=None, **kwargs) -> VideoOutput:
         """An attached distilled student (an attachment with a `sampler`) samples in its few steps; `steps` defaults
         to its own (else 30). `identities`: reference images (H, W, 3) uint8, one per person (or aligned faces
-        (K, 3, crop, crop)), for the adapters that take references (Ingredients). `control_scale`, `control_start`,
+        (K, 3, crop, crop)), for the adapters that take references (Ingredients); or a list of such sets, one per
+        prompt. `controls`: {kind: (F,H,W,3) video for every prompt, or one per prompt}. `control_scale`, `control_start`,
         `control_end`: one number for every condition, or {kind: value} per condition (`ControlSchedule`); adapters
         that take no conditions follow the plain numbers."""
         plain = {k: (v if not isinstance(v, dict) else d) for k, v, d in
@@ -74,7 +78,8 @@ class AdaptedPipeline:
         p = self.backbone.preset
         frames, height, width = frames or p.frames, height or p.height, width or p.width
         self.base.check_size(frames, height, width)
-        fitted = {k: fit_condition(v, frames, height, width, k, f"{k} condition") for k, v in (controls or {}).items()}
+        B = _batch_size(prompt, kwargs.get("prompt_embeds"))
+        fitted = {k: _fit_for_batch(v, B, frames, height, width, k) for k, v in (controls or {}).items()}
         view = self.backbone.view
         attached, order = [], sorted(self.adapters, key=lambda a: not getattr(a, "attach_first", False))
         try:
@@ -82,7 +87,7 @@ class AdaptedPipeline:
             # then act on the weights it checks for and writes
             for a in order:
                 attached.append(a.attach(self.backbone))
-                attached[-1].prepare({**fitted, **self._references(a, identities, prompt, kwargs, height, width)})
+                attached[-1].prepare({**fitted, **self._references(a, identities, B, height, width)})
             steer = _StepScales(order, attached, schedule, plain)
             samplers = [att.sampler for att in attached if getattr(att, "sampler", None) is not None]
             if len(samplers) > 1:
@@ -105,16 +110,45 @@ class AdaptedPipeline:
                 att.remove()
 
 
-    def _references(self, adapter, identities, prompt, kwargs: dict, height: int, width: int) -> dict:
-        """The reference conditions of an adapter that takes them (`references`), for every prompt of the call."""
+    def _references(self, adapter, identities, B: int, height: int, width: int) -> dict:
+        """The reference conditions of an adapter that takes them (`references`): one set of people for every
+        prompt of the call, or one set per prompt (each with the same number of people)."""
         if not hasattr(adapter, "references"):
             return {}
         if identities is None:
             raise CinetuneError(f"the {adapter.method} model needs reference faces (identities=..., --identity IMAGE)")
-        faces = identities if torch.is_tensor(identities) else adapter.faces(identities)
-        B = kwargs["prompt_embeds"].shape[0] if kwargs.get("prompt_embeds") is not None else \
-            (1 if isinstance(prompt, str) else len(prompt))
-        return adapter.references(self.backbone, faces[None].expand(B, *faces.shape), height, width)
+        if torch.is_tensor(identities):  # aligned faces: (K, 3, crop, crop) for all, or (B, K, 3, crop, crop)
+            faces = identities if identities.ndim == 5 else identities[None].expand(B, *identities.shape)
+        elif isinstance(identities, (list, tuple)) and identities and isinstance(identities[0], (list, tuple)):
+            if len(identities) != B:
+                raise CinetuneError(f"identities: {len(identities)} sets of reference images for {B} prompts")
+            if len({len(s) for s in identities}) > 1:
+                raise CinetuneError("identities: every prompt of one call needs the same number of people, got "
+                                    f"{[len(s) for s in identities]} (generate the others in another call)")
+            faces = torch.stack([adapter.faces(list(s)) for s in identities])
+        else:
+            one = adapter.faces(identities)
+            faces = one[None].expand(B, *one.shape)
+        if faces.shape[0] != B:
+            raise CinetuneError(f"identities: faces for {faces.shape[0]} prompts, the call has {B}")
+        return adapter.references(self.backbone, faces, height, width)
+
+
+def _batch_size(prompt, prompt_embeds) -> int:
+    if prompt_embeds is not None:
+        return prompt_embeds.shape[0]
+    return 1 if prompt is None or isinstance(prompt, str) else len(prompt)
+
+
+def _fit_for_batch(video, B: int, frames: int, height: int, width: int, kind: str) -> np.ndarray:
+    """One condition video for every prompt ((F,H,W,3)) or one per prompt ((B,F,H,W,3) or a list of B videos) ->
+    (F,H,W,3) or (B,F,H,W,3) fitted to the generation (`fit_condition`)."""
+    name = f"{kind} condition"
+    if isinstance(video, (list, tuple)) or (isinstance(video, np.ndarray) and video.ndim == 5):
+        if len(video) != B:
+            raise CinetuneError(f"{name}: {len(video)} videos for {B} prompts (give one, or one per prompt)")
+        return np.stack([fit_condition(v, frames, height, width, kind, f"{name} {i}") for i, v in enumerate(video)])
+    return fit_condition(video, frames, height, width, kind, name)
 
 
 class _StepScales:
