@@ -62,6 +62,8 @@ def run(*args):
     # the fourth pass
     ["generate", "--prompt", "x", "--model", "toy-small", "--adapter", "toy-large-4step"],  # a student of another base
     ["extract", "--kind", "hed", "--video", "missing.mp4", "--out", "h.mp4", "--edges", "sobel"],
+    ["generate", "--prompt", "x", "--scheduler", "heun"],
+    ["generate", "--prompt", "x", "--model", "toy-large-4step", "--scheduler", "unipc"],  # a student's own sampler
 ])
 def test_bad_input_is_one_line_and_status_2(args):
     r = run(*args)
@@ -103,6 +105,16 @@ def test_generate_from_a_saved_diffusers_directory(tiny_wan_dir, tmp_path):
     bad = run("generate", "--prompt", "x", "--model", str(tiny_wan_dir), "--frames", "6", "--height", "32",
               "--width", "32", "--out", str(tmp_path / "bad.mp4"))
     assert bad.returncode == 2 and "frames" in bad.stderr and not (tmp_path / "bad.mp4").exists()
+
+
+def test_generate_with_another_scheduler(tiny_wan_dir, tmp_path):
+    kw = ["--prompt", "a red circle", "--model", str(tiny_wan_dir), "--frames", "5", "--height", "32", "--width", "32",
+          "--steps", "3", "--seed", "1"]
+    for name in ("euler", "unipc"):
+        assert main(["generate", *kw, "--scheduler", name, "--out", str(tmp_path / f"{name}.mp4")]) == 0
+    assert main(["generate", *kw, "--out", str(tmp_path / "own.mp4")]) == 0
+    own, euler, unipc = (read_video(tmp_path / f"{n}.mp4")[0] for n in ("own", "euler", "unipc"))
+    assert np.array_equal(own, euler) and not np.array_equal(own, unipc)  # the checkpoint's own is Euler
 
 
 def test_render_toy_writes_every_annotation(tmp_path):

@@ -118,9 +118,10 @@ def test_generate_is_a_local_http_api(studio):
     try:
         client = Client(url, verbose=False)
         args = ["A blue square bounces on a beige background.", "", 1, 5.0, 0, 17, 64, 64, "none", None, [], "auto",
-                None, {"headers": WINDOW_HEADERS, "data": []}, "none", None, "none", False, False]
+                None, {"headers": WINDOW_HEADERS, "data": []}, "none", None, "none", False, False, "unipc"]
         status, video, grid, command, _ = client.predict(*args, api_name="/generate")
-        assert status.startswith("Generated in") and Path(video).stat().st_size > 0 and "--steps 1" in command
+        assert status.startswith("Generated in") and Path(video).stat().st_size > 0
+        assert "--steps 1 --guidance 5 --scheduler unipc" in command
         args[7] = 65
         status = client.predict(*args, api_name="/generate")[0]
         assert status.startswith("**Error:**") and "multiples of 8" in status

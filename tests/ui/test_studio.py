@@ -33,12 +33,14 @@ def test_shipped_adapters_by_role():
     assert small == {"control": ["toy-small-control"], "identities": [], "student": []}
 
 
-def test_text_to_video_matches_its_command(studio, tmp_path):
+@pytest.mark.parametrize("scheduler", [None, "unipc"])
+def test_text_to_video_matches_its_command(studio, tmp_path, scheduler):
     first = studio.pipe
-    res = studio.generate(Request(prompt=PROMPT, steps=2, seed=3))
+    res = studio.generate(Request(prompt=PROMPT, steps=2, seed=3, scheduler=scheduler))
     assert studio.pipe is first  # one model, reused
     assert res.columns == ["result"] and res.seconds > 0 and res.video.is_file() and res.grid.is_file()
     assert "--steps 2" in res.command and "--seed 3" in res.command
+    assert ("--scheduler" in res.command) == (scheduler is not None)
     assert _cli_bytes(res.command, tmp_path / "cli.mp4") == res.video.read_bytes()
 
 

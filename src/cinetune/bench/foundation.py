@@ -83,12 +83,15 @@ def run(out: Path, quick: bool = False) -> Path:
     if not quick:
         import tempfile
 
+        from ..cli.demo import DEMO_PROMPTS, DEMO_SCHEDULER, DEMO_STEPS
+
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             r = subprocess.run([sys.executable, "-m", "cinetune.cli", "demo", "--out", tmp], capture_output=True, text=True)
             wall = time.perf_counter() - t0
         rows.append(("`cinetune demo` wall time (fresh process)", f"{wall:.1f} s" if r.returncode == 0 else "failed",
-                     "4 prompts, 25 steps, CFG 5, 17x64x64"))
+                     f"shipped defaults: {len(DEMO_PROMPTS)} prompts, {DEMO_STEPS} {DEMO_SCHEDULER} steps, CFG 5, "
+                     "17x64x64, then the control, distillation and Ingredients grids"))
 
     lines = ["# Foundation benchmark", "", f"Command: `cinetune bench foundation{' --quick' if quick else ''}`. "
              f"Machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}.", "",

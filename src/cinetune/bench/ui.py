@@ -28,7 +28,7 @@ def run(out: Path, quick: bool = False) -> Path:
     from gradio_client import Client
 
     from ..ui import Request, Studio
-    from ..ui.app import WINDOW_HEADERS, launch
+    from ..ui.app import MODEL_SCHEDULER, WINDOW_HEADERS, launch
 
     steps, repeats = (4, 2) if quick else (25, 5)
     threads = torch.get_num_threads()
@@ -40,7 +40,7 @@ def run(out: Path, quick: bool = False) -> Path:
     try:
         client = Client(url, verbose=False)
         http_args = [PROMPT, "", steps, 5.0, 0, 17, 64, 64, "none", None, [], "auto", None,
-                     {"headers": WINDOW_HEADERS, "data": []}, "none", None, "none", False, False]
+                     {"headers": WINDOW_HEADERS, "data": []}, "none", None, "none", False, False, MODEL_SCHEDULER]
         cli = [sys.executable, "-m", "cinetune.cli", "generate", "--model", "toy-large", "--prompt", PROMPT,
                "--steps", str(steps), "--seed", "0", "--device", "cpu", "--out", str(work / "cli.mp4")]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}

@@ -136,7 +136,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
                     a.width or pipe.backbone.preset.width)
     guidance = a.guidance if a.guidance is not None else (1.0 if student else 5.0)  # students are guidance-distilled
     kw = dict(negative_prompt=a.negative_prompt, frames=a.frames, height=a.height, width=a.width, steps=a.steps,
-              guidance=guidance, seed=a.seed)
+              guidance=guidance, seed=a.seed, scheduler=a.scheduler)
     if a.interpolate and not student:
         raise CinetuneError("--interpolate needs a distilled student (--model STUDENT)")
     if models:
@@ -346,7 +346,7 @@ def cmd_export_asset(a: argparse.Namespace) -> None:
 
 
 BASE_BENCHES = ("foundation", "metrics", "latency", "memory", "gpu", "prompt-following", "shipped-adapters",
-                "shape-pilot", "text-features", "world-pilot", "ui")
+                "shape-pilot", "text-features", "world-pilot", "ui", "schedulers")
 
 
 def benches() -> dict[str, str]:
@@ -504,12 +504,20 @@ def _add_memory(p: argparse.ArgumentParser) -> None:
     m.add_argument("--release-text-encoder", action="store_true", help="free the text encoder once prompts are encoded")
 
 
+def _add_scheduler(p: argparse.ArgumentParser, default_help: str, default: str | None = None) -> None:
+    from ..pipelines.schedulers import SCHEDULERS
+
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=default,
+                   help=f"the sampler of a flow-matching model (unipc: Wan's; {default_help})")
+
+
 def _add_generation(sub) -> None:
     d = sub.add_parser("demo", help="generate a few videos with the shipped toy-large model")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--model", default="toy-large")
-    d.add_argument("--steps", type=int, default=25)
+    d.add_argument("--steps", type=int, default=DEMO_STEPS)
     d.add_argument("--guidance", type=float, default=5.0)
+    _add_scheduler(d, f"default: {DEMO_SCHEDULER}", DEMO_SCHEDULER)
     d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--device", type=_device, default=None)
     d.set_defaults(fn=cmd_demo)
@@ -521,6 +529,7 @@ def _add_generation(sub) -> None:
     _add_size(g)
     g.add_argument("--steps", type=int, default=None, help="default: 30, or a distilled student's own steps")
     g.add_argument("--guidance", type=float, default=None, help="default: 5, or 1 (none) for a distilled student")
+    _add_scheduler(g, "default: the model's own")
     g.add_argument("--interpolate", action="store_true",
                    help="a distilled student's frame interpolation: the first steps at half the frame rate")
     g.add_argument("--interpolator", default=None, metavar="DIR", help="with --interpolate: this trained interpolator")
@@ -634,7 +643,7 @@ def _add_evaluation(sub) -> None:
     b.set_defaults(fn=cmd_bench)
 
 
-from .demo import cmd_demo  # noqa: E402  (the demo and the train command live in their own modules)
+from .demo import DEMO_SCHEDULER, DEMO_STEPS, cmd_demo  # noqa: E402  (the demo and train commands: own modules)
 from .train import cmd_train  # noqa: E402
 
 

@@ -12,6 +12,8 @@ DEMO_CONTROL_SEED = 11  # held-out toy-world clips (training uses dataset seed 0
 DEMO_ADAPTERS = {"controlnext": "toy-large-controlnext", "scale-adapter": "toy-large-scale-adapter"}  # shipped
 DEMO_STUDENT = "toy-large-4step"  # shipped distilled student of toy-large
 DEMO_IDENTITIES = "toy-large-ingredients"  # shipped Ingredients model of toy-large
+# UniPC at 16 steps lands as close to the converged sample as Euler at 25 (benchmarks/results/schedulers.md)
+DEMO_SCHEDULER, DEMO_STEPS = "unipc", 16
 DEMO_PROMPTS = [
     "A red circle moves to the right on a plain navy backdrop.",
     "A large yellow star spins on a black background.",
@@ -29,7 +31,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
     pipe = TextToVideoPipeline.from_pretrained(a.model, device=a.device)
     pipe(DEMO_PROMPTS[0], steps=1, guidance=1.0, progress=False)  # warm-up, so that the timed calls compare fairly
     t1 = time.perf_counter()
-    res = pipe(DEMO_PROMPTS, steps=a.steps, guidance=a.guidance, seed=a.seed)
+    res = pipe(DEMO_PROMPTS, **_sampling(a), seed=a.seed)
     teacher = (np.concatenate(list(res.videos), 2), time.perf_counter() - t1)
     fps = pipe.backbone.preset.fps
     paths = [write_video(out / f"t2v-{i:02d}.mp4", v, fps) for i, v in enumerate(res.videos)]
@@ -43,6 +45,11 @@ def cmd_demo(a: argparse.Namespace) -> None:
         _demo_distill(pipe, out, a, fps, teacher)
         _demo_ingredients(pipe, out, a, fps)
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+
+
+def _sampling(a: argparse.Namespace) -> dict:
+    """The sampling options every guided generation of the demo shares."""
+    return dict(steps=a.steps, guidance=a.guidance, scheduler=a.scheduler)
 
 
 def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
@@ -61,9 +68,9 @@ def _demo_control(pipe, out: Path, a: argparse.Namespace, fps: int) -> Path:
     prompts = [prompt for _, prompt in clips]
     conds = {k: [training_condition(clip, k) for clip, _ in clips] for k in kinds}  # one video per prompt
     columns = [[clip.video for clip, _ in clips], *conds.values(),
-               pipe(prompts, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos]
+               pipe(prompts, **_sampling(a), seed=a.seed, progress=False).videos]
     for name, model in adapters.items():  # both clips in one call each: the same noise as the uncontrolled column
-        videos = AdaptedPipeline(pipe, model)(prompts, controls=conds, steps=a.steps, guidance=a.guidance,
+        videos = AdaptedPipeline(pipe, model)(prompts, controls=conds, **_sampling(a),
                                               seed=a.seed, progress=False).videos
         columns.append(videos)
         for i, (video, prompt) in enumerate(zip(videos, prompts)):
@@ -84,7 +91,7 @@ def _demo_distill(pipe, out: Path, a: argparse.Namespace, fps: int, teacher: tup
     if not (assets_root() / DEMO_STUDENT).is_dir():
         return
     student = load_adapter(DEMO_STUDENT)
-    rows, times = [teacher[0]], {f"teacher ({a.steps} steps x CFG)": teacher[1]}
+    rows, times = [teacher[0]], {f"teacher ({a.steps} {a.scheduler} steps x CFG)": teacher[1]}
     with student.attach(pipe.backbone) as att:
         for name, interpolate in (("student", False), ("student + interpolation", True)):
             if interpolate and student.interpolator is None:
@@ -113,8 +120,8 @@ def _demo_ingredients(pipe, out: Path, a: argparse.Namespace, fps: int) -> None:
     scenes = [s for s in held_out_scenes(2) if len(s[2]) == 2][:2]
     texts = [text for _, text, _ in scenes]
     people = [[reference_photo(k) for k in ids] for _, _, ids in scenes]  # (H, W, 3) each, the video's frame size
-    plain = pipe(texts, steps=a.steps, guidance=a.guidance, seed=a.seed, progress=False).videos
-    ing = AdaptedPipeline(pipe, model)(texts, identities=people, steps=a.steps, guidance=a.guidance, seed=a.seed,
+    plain = pipe(texts, **_sampling(a), seed=a.seed, progress=False).videos
+    ing = AdaptedPipeline(pipe, model)(texts, identities=people, **_sampling(a), seed=a.seed,
                                        progress=False).videos
     rows = []
     for photos, p, v in zip(people, plain, ing):

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..backbones import Backbone, load_backbone
 from ..backbones.memory import DTYPES, MemoryOptions, apply_memory
 from ..errors import CinetuneError
+from .schedulers import make_scheduler
 
 # model_fn(latents (B,C,F,H,W), timestep (B,), encoder_hidden_states (B,L,D), step_index) -> prediction like latents
 ModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -82,10 +83,11 @@ class TextToVideoPipeline:
                  frames: int | None = None, height: int | None = None, width: int | None = None,
                  steps: int | None = None, guidance: float = 5.0, seed: int = 0, latents: torch.Tensor | None = None,
                  progress: bool = True, model_fn: ModelFn | None = None, decode: bool = True, sampler=None,
-                 interpolate: bool = False) -> VideoOutput:
+                 interpolate: bool = False, scheduler: str | None = None) -> VideoOutput:
         """`sampler`: a distilled student's few-step sampler (methods.distill.model.FewStepSampler) instead of the
         backbone's scheduler; `steps` defaults to 30 for the scheduler, to the student's own steps for a sampler;
-        `interpolate`: the sampler's frame interpolation (paper Sec. 3.4)."""
+        `interpolate`: the sampler's frame interpolation (paper Sec. 3.4); `scheduler`: one of
+        `schedulers.SCHEDULERS` instead of the model's own (flow-matching models)."""
         p = self.backbone.preset
         frames = p.frames if frames is None else frames
         height = p.height if height is None else height
@@ -95,6 +97,9 @@ class TextToVideoPipeline:
             raise CinetuneError(f"steps must be >= 1, got {steps}")
         if interpolate and sampler is None:
             raise CinetuneError("frame interpolation needs a distilled student's sampler")
+        if scheduler is not None and sampler is not None:
+            raise CinetuneError("a distilled student samples with its own few-step sampler: give no scheduler")
+        scheduler = make_scheduler(scheduler, self.backbone.scheduler) if scheduler is not None else None
         if prompt_embeds is None:
             if prompt is None:
                 raise CinetuneError("give a prompt or prompt_embeds")
@@ -129,19 +134,19 @@ class TextToVideoPipeline:
             latents = sampler.sample(guided, shape, torch.Generator().manual_seed(seed), self.device, steps,
                                      interpolate)
         else:
-            latents = self._schedule(guided, shape, steps or 30, seed, latents, progress)
+            latents = self._schedule(guided, shape, steps or 30, seed, latents, progress, scheduler)
         if not torch.isfinite(latents).all():
             raise CinetuneError("sampling produced non-finite latents (try a lower guidance or a float32 model)")
         videos = to_uint8(self.backbone.codec.decode(latents)) if decode else np.zeros((0,), np.uint8)
         return VideoOutput(videos, latents)
 
     def _schedule(self, guided, shape: tuple[int, ...], steps: int, seed: int, latents: torch.Tensor | None,
-                  progress: bool) -> torch.Tensor:
-        """The backbone's scheduler from noise (or `latents`) over `steps` steps of guided predictions."""
+                  progress: bool, scheduler=None) -> torch.Tensor:
+        """`scheduler` (default: the backbone's own) from noise (or `latents`) over `steps` guided predictions."""
         if latents is None:
             latents = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         latents = latents.to(self.device, torch.float32)
-        scheduler = copy.deepcopy(self.backbone.scheduler)
+        scheduler = scheduler if scheduler is not None else copy.deepcopy(self.backbone.scheduler)
         scheduler.set_timesteps(steps, device=self.device)
         if hasattr(scheduler, "init_noise_sigma"):
             latents = latents * scheduler.init_noise_sigma

@@ -7,9 +7,11 @@ import functools
 from pathlib import Path
 
 from ..errors import CinetuneError
+from ..pipelines.schedulers import SCHEDULERS
 from .studio import NONE, ConditionWindow, Request, Studio
 
 WINDOW_HEADERS = ["condition", "scale", "start", "end"]
+MODEL_SCHEDULER = "the model's own"
 VIDEO_HEIGHT = 320  # px on the page: toy videos are 64 px, shown enlarged
 
 
@@ -109,6 +111,8 @@ def _text_panel(p) -> dict:
             w["steps"] = gr.Number(label="Steps", value=30, precision=0, minimum=1, elem_id="steps")
             w["guidance"] = gr.Number(label="Guidance", value=5.0, elem_id="guidance")
             w["seed"] = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="seed")
+            w["scheduler"] = gr.Dropdown([MODEL_SCHEDULER, *SCHEDULERS], value=MODEL_SCHEDULER, elem_id="scheduler",
+                                         label="Scheduler", info="unipc: as good in fewer steps")
         with gr.Row():
             w["frames"] = gr.Number(label="Frames (4k+1)", value=p.frames, precision=0, elem_id="frames",
                                     info=f"the model's: {p.frames} frames at {p.height}x{p.width}")
@@ -176,7 +180,7 @@ def _results_column() -> dict:
 # Generate's inputs, in the order of its HTTP API (`/generate`)
 GENERATE_INPUTS = ("prompt", "negative", "steps", "guidance", "seed", "frames", "height", "width", "adapter",
                    "reference", "kinds", "backend", "uploads", "table", "identities", "faces_in", "student",
-                   "interpolate", "compare")
+                   "interpolate", "compare", "scheduler")
 
 
 def _wire(studio: Studio, w: dict) -> None:
@@ -233,7 +237,8 @@ def _request(v: dict) -> Request:
                    kinds=list(v["kinds"] or []) if ref else [], backend=v["backend"] or "auto",
                    windows=windows_from_table(v["table"]), identities=v["identities"] or NONE,
                    identity_images=[_path(f) for f in v["faces_in"] or []], student=v["student"] or NONE,
-                   interpolate=bool(v["interpolate"]), compare_base=bool(v["compare"]))
+                   interpolate=bool(v["interpolate"]), compare_base=bool(v["compare"]),
+                   scheduler=None if v["scheduler"] in (None, "", MODEL_SCHEDULER) else v["scheduler"])
 
 
 def _int(v, name: str) -> int | None:

@@ -35,6 +35,7 @@ class Request:
     negative_prompt: str = ""
     steps: int = 30
     guidance: float = 5.0
+    scheduler: str | None = None  # one of pipelines.schedulers.SCHEDULERS (None: the model's own)
     seed: int = 0
     frames: int | None = None
     height: int | None = None
@@ -185,7 +186,8 @@ class Studio:
         if req.interpolate and student is None:
             raise CinetuneError("frame interpolation needs the few-step student")
         kw = dict(negative_prompt=req.negative_prompt, frames=req.frames, height=req.height, width=req.width,
-                  steps=None if student else req.steps, guidance=1.0 if student else req.guidance, seed=req.seed)
+                  steps=None if student else req.steps, guidance=1.0 if student else req.guidance, seed=req.seed,
+                  scheduler=None if student else req.scheduler)
         # aligned once: the pipeline takes the crops, the page shows them
         crops = self.adapter(req.identities).faces(self._images(req.identity_images)) if req.identity_images else None
         if models:
@@ -199,7 +201,7 @@ class Studio:
         faces = _pictures(crops) if crops is not None else []
         columns, cols = self._inputs_columns(controls, faces, res.videos[0])
         if req.compare_base and models:
-            base_kw = {**kw, "steps": req.steps, "guidance": req.guidance}
+            base_kw = {**kw, "steps": req.steps, "guidance": req.guidance, "scheduler": req.scheduler}
             cols.append(self.pipe(req.prompt, **base_kw).videos[0])
             columns.append("base, no adapters")
         columns.append("result")
@@ -325,6 +327,7 @@ class Studio:
                 argv += [f"--{name}", str(getattr(req, name))]
         if not student:  # a student samples in its own steps without guidance, as generate's defaults say
             argv += ["--steps", str(req.steps), "--guidance", _num(req.guidance)]
+            argv += ["--scheduler", req.scheduler] if req.scheduler else []
         argv += ["--seed", str(req.seed)]
         for name in (req.student if self.fixed_student is None else NONE, req.adapter):
             if name not in (NONE, ""):
