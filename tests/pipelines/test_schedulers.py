@@ -50,6 +50,9 @@ def test_built_with_the_models_shift_and_refused_for_other_models():
     assert flow_shift(toy) == 3.0 and flow_shift(wan) == 5.0
     assert make_scheduler("unipc", toy).config.flow_shift == 3.0
     assert make_scheduler("euler", wan).config.shift == 5.0
+    own = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0,
+                                  solver_order=3)
+    assert make_scheduler("unipc", own).config.solver_order == 3  # a release's own settings are kept
     with pytest.raises(CinetuneError, match="not flow matching"):
         make_scheduler("unipc", DDIMScheduler())
     with pytest.raises(CinetuneError, match="unknown scheduler"):

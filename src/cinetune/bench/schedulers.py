@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cli.demo import DEMO_PROMPTS
 from ..io import write_text
 
 PROMPTS = [
-    "A red circle moves to the right on a plain navy backdrop.",
-    "A large yellow star spins on a black background.",
-    "On a beige background, a blue square bounces.",
-    "A person with tan skin, short blond hair, blue eyes and a hat in an orange shirt nods on a grey background.",
+    *DEMO_PROMPTS,
     "A green triangle moves to the left on a white background.",
     "A small purple heart moves up on a grey background.",
     "A person walks past on a blue background.",
@@ -59,11 +57,12 @@ def run(out: Path, quick: bool = False, model: str = "toy-large") -> Path:
              f"{base_s[0]} at {base_s[1]} steps, what the other toy benches sample with.", "",
              f"| scheduler | steps | denoiser calls | from {ref_s[0]}-{ref_s[1]} | from {base_s[0]}-{base_s[1]} |",
              "|---|---:|---:|---:|---:|"]
+    dist = {s: rel_rmse(lat[s], ref) for s in settings}
     for s in settings:
-        d_ref, d_base = rel_rmse(lat[s], ref), rel_rmse(lat[s], base)
+        d_ref, d_base = dist[s], rel_rmse(lat[s], base)
         lines.append(f"| {s[0]} | {s[1]} | {2 * s[1]} | {d_ref.median():.3f} ({d_ref.max():.3f}) | "
                      + ("-" if s == base_s else f"{d_base.median():.3f} ({d_base.max():.3f})") + " |")
-    lines += ["", _verdict(lat, ref, base_s, settings)]
+    lines += ["", _verdict(dist, base_s)]
     if not quick:
         picture = Path(out) / "schedulers.png"
         _picture(pipe, lat, picture)
@@ -75,12 +74,13 @@ def run(out: Path, quick: bool = False, model: str = "toy-large") -> Path:
     return path
 
 
-def _verdict(lat: dict, ref: torch.Tensor, base_s, settings) -> str:
-    """The fewest steps of each other scheduler that are at least as close to the reference as the baseline."""
-    bar = rel_rmse(lat[base_s], ref).median()
+def _verdict(dist: dict, base_s) -> str:
+    """The fewest steps of each other scheduler that are at least as close to the reference as the baseline;
+    `dist`: (scheduler, steps) -> (B,) distances from the reference."""
+    bar = dist[base_s].median()
     parts = []
-    for name in dict.fromkeys(s[0] for s in settings if s[0] != base_s[0]):
-        ok = [s[1] for s in settings if s[0] == name and rel_rmse(lat[s], ref).median() <= bar]
+    for name in dict.fromkeys(s[0] for s in dist if s[0] != base_s[0]):
+        ok = [s[1] for s in dist if s[0] == name and dist[s].median() <= bar]
         parts.append(f"{name} at {min(ok)} steps ({min(ok) / base_s[1]:.2f}x the calls)" if ok
                      else f"{name}: none of its settings here")
     return (f"As close to the reference as {base_s[0]} at {base_s[1]} steps ({bar:.3f}): " + "; ".join(parts) + ".")

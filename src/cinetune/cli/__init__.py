@@ -504,11 +504,12 @@ def _add_memory(p: argparse.ArgumentParser) -> None:
     m.add_argument("--release-text-encoder", action="store_true", help="free the text encoder once prompts are encoded")
 
 
-def _add_scheduler(p: argparse.ArgumentParser, default_help: str, default: str | None = None) -> None:
+def _add_scheduler(p: argparse.ArgumentParser, default: str | None = None) -> None:
     from ..pipelines.schedulers import SCHEDULERS
 
+    own = default or "the model's own"
     p.add_argument("--scheduler", choices=SCHEDULERS, default=default,
-                   help=f"the sampler of a flow-matching model (unipc: Wan's; {default_help})")
+                   help=f"the sampler of a flow-matching model (unipc: Wan's; default: {own})")
 
 
 def _add_generation(sub) -> None:
@@ -517,7 +518,7 @@ def _add_generation(sub) -> None:
     d.add_argument("--model", default="toy-large")
     d.add_argument("--steps", type=int, default=DEMO_STEPS)
     d.add_argument("--guidance", type=float, default=5.0)
-    _add_scheduler(d, f"default: {DEMO_SCHEDULER}", DEMO_SCHEDULER)
+    _add_scheduler(d, DEMO_SCHEDULER)
     d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--device", type=_device, default=None)
     d.set_defaults(fn=cmd_demo)
@@ -529,7 +530,7 @@ def _add_generation(sub) -> None:
     _add_size(g)
     g.add_argument("--steps", type=int, default=None, help="default: 30, or a distilled student's own steps")
     g.add_argument("--guidance", type=float, default=None, help="default: 5, or 1 (none) for a distilled student")
-    _add_scheduler(g, "default: the model's own")
+    _add_scheduler(g)
     g.add_argument("--interpolate", action="store_true",
                    help="a distilled student's frame interpolation: the first steps at half the frame rate")
     g.add_argument("--interpolator", default=None, metavar="DIR", help="with --interpolate: this trained interpolator")

@@ -3,6 +3,8 @@ picture in fewer steps. Each is diffusers' scheduler, built with the model's own
 
 from __future__ import annotations
 
+import copy
+
 from ..errors import CinetuneError
 
 SCHEDULERS = ("euler", "unipc", "dpm++")
@@ -21,13 +23,18 @@ def flow_shift(scheduler) -> float:
 
 
 def make_scheduler(name: str, base):
-    """A fresh `name` scheduler for the model whose own scheduler is `base` (same training timesteps and flow shift).
-    `unipc` is what Wan's releases sample with; `dpm++` is DPM-Solver++ of order 2."""
+    """A fresh `name` scheduler for the model whose own scheduler is `base` (same training timesteps and flow shift;
+    a copy of `base` itself, with every setting its release ships, when it already is that kind). `unipc` is what
+    Wan's releases sample with; `dpm++` is DPM-Solver++ of order 2."""
     from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
     if name not in SCHEDULERS:
         raise CinetuneError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
     shift, n = flow_shift(base), int(base.config.num_train_timesteps)
+    kind = {"euler": FlowMatchEulerDiscreteScheduler, "unipc": UniPCMultistepScheduler,
+            "dpm++": DPMSolverMultistepScheduler}[name]
+    if type(base) is kind and (name != "dpm++" or base.config.algorithm_type == "dpmsolver++"):
+        return copy.deepcopy(base)
     if name == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=n, shift=shift)
     flow = dict(num_train_timesteps=n, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift)
